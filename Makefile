@@ -1,0 +1,25 @@
+# The two commands: `make run` (server with demo data on http://127.0.0.1:5000)
+# and `make test` (every test). `make bench` runs the benchmarks.
+VENV ?= .venv
+GED = $(VENV)/bin/ged
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test bench setup setup-test
+
+run: setup
+	$(GED) init
+	$(GED) demo
+	$(GED) serve --host $(HOST) --port $(PORT)
+
+test: setup-test
+	scripts/test.sh $(ARGS)
+
+bench: setup-test
+	$(VENV)/bin/python -m bench $(ARGS)
+
+setup:
+	scripts/setup.sh run
+
+setup-test:
+	scripts/setup.sh test

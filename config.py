@@ -1,0 +1,127 @@
+"""ged configuration: every setting is read from the environment.
+
+The defaults make the embedded mode work with nothing set: SQLite and blobs in
+``GED_DATA_DIR`` (``./var``), a private Redis started by ``ged serve``, and a
+secret key generated once and kept in the data dir. README.md documents every
+variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _seconds_list(value: str | None, default: list[float]) -> list[float]:
+    if not value:
+        return list(default)
+    return [float(part) for part in value.split(",") if part.strip()]
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The SECRET_KEY from the environment, else one generated once in the data dir."""
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    try:
+        os.link(tmp, path)  # first writer wins when two processes start at once
+    except FileExistsError:
+        pass
+    os.unlink(tmp)
+    return path.read_text().strip()
+
+
+@dataclass
+class Config:
+    """Settings of one ged process, built from the environment by ``from_env``."""
+
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    storage_url: str
+    search_backend: str = "whoosh"
+    s3_endpoint_url: str | None = None
+    max_upload_bytes: int = 50 * 1024 * 1024
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: str = "none"  # none | starttls | ssl
+    mail_from: str = "ged@localhost"
+    smtpd_listen: str = "127.0.0.1:2525"
+    mail_domain: str = "depot.localhost"
+    delivery_retry_schedule: list[float] = field(
+        default_factory=lambda: [10, 60, 300, 1800, 7200, 21600]
+    )
+    delivery_connect_timeout: float = 5.0
+    delivery_timeout: float = 30.0
+    secret_grace_hours: float = 24.0
+    allow_private_targets: bool = False
+    public_url: str = "http://127.0.0.1:5000"
+    login_max_attempts: int = 5
+    login_window_seconds: int = 900
+    ocr_languages: str = "fra+eng"
+    ocr_processes: int = 0  # 0 = one per core
+    reconcile_interval: float = 30.0
+    session_cookie_secure: bool | None = None  # None = decided per request (HTTPS or not)
+    testing: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Config":
+        env = os.environ
+        data_dir = Path(env.get("GED_DATA_DIR", "./var")).resolve()
+        cfg = cls(
+            data_dir=data_dir,
+            database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'ged.sqlite3'}",
+            redis_url=env.get("REDIS_URL") or None,
+            secret_key=_secret_key(data_dir),
+            storage_url=env.get("GED_STORAGE_URL") or f"file://{data_dir / 'blobs'}",
+            search_backend=env.get("GED_SEARCH_BACKEND", "whoosh"),
+            s3_endpoint_url=env.get("GED_S3_ENDPOINT_URL") or None,
+            max_upload_bytes=int(env.get("GED_MAX_UPLOAD_MB", "50")) * 1024 * 1024,
+            smtp_host=env.get("GED_SMTP_HOST") or None,
+            smtp_port=int(env.get("GED_SMTP_PORT", "25")),
+            smtp_user=env.get("GED_SMTP_USER") or None,
+            smtp_password=env.get("GED_SMTP_PASSWORD") or None,
+            smtp_tls=(env.get("GED_SMTP_TLS") or "none").lower(),
+            mail_from=env.get("GED_MAIL_FROM", "ged@localhost"),
+            smtpd_listen=env.get("GED_SMTPD_LISTEN", "127.0.0.1:2525"),
+            mail_domain=env.get("GED_MAIL_DOMAIN", "depot.localhost"),
+            delivery_retry_schedule=_seconds_list(
+                env.get("GED_DELIVERY_RETRY_SCHEDULE"), [10, 60, 300, 1800, 7200, 21600]
+            ),
+            delivery_connect_timeout=float(env.get("GED_DELIVERY_CONNECT_TIMEOUT", "5")),
+            delivery_timeout=float(env.get("GED_DELIVERY_TIMEOUT", "30")),
+            secret_grace_hours=float(env.get("GED_SECRET_GRACE_HOURS", "24")),
+            allow_private_targets=_bool(env.get("GED_ALLOW_PRIVATE_TARGETS")),
+            public_url=env.get("GED_PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
+            login_max_attempts=int(env.get("GED_LOGIN_MAX_ATTEMPTS", "5")),
+            login_window_seconds=int(env.get("GED_LOGIN_WINDOW_SECONDS", "900")),
+            ocr_languages=env.get("GED_OCR_LANGUAGES", "fra+eng"),
+            ocr_processes=int(env.get("GED_OCR_PROCESSES", "0")),
+            reconcile_interval=float(env.get("GED_RECONCILE_INTERVAL", "30")),
+            session_cookie_secure=(
+                _bool(env["GED_SECURE_COOKIES"]) if env.get("GED_SECURE_COOKIES") else None
+            ),
+        )
+        for key, value in overrides.items():
+            setattr(cfg, key, value)
+        return cfg

@@ -1,0 +1,190 @@
+"""The public HTTP API under /api/v1 (the contract is shared/API.md).
+
+Each route is declared once with ``@route``: that registers the Flask view,
+checks the bearer token, validates the JSON body against its schema (unknown
+fields refused), and adds the operation to the OpenAPI document served at
+/api/v1/openapi.json. The route table (``ROUTES``) also drives the tenant
+isolation tests, so a new route is covered without writing a new test.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import wraps
+
+import jsonschema
+from flask import Blueprint, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .. import accounts
+from ..errors import GedError, Invalid, TooLarge, Unauthorized
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_JSON_BYTES = 1024 * 1024
+
+
+@dataclass
+class Route:
+    """One operation of the API, as the OpenAPI document and the tests see it."""
+
+    method: str
+    path: str  # OpenAPI form: /folders/{id}
+    endpoint: str
+    summary: str
+    roles: tuple
+    body: dict | None = None
+    query: dict = field(default_factory=dict)
+    responses: dict = field(default_factory=dict)
+    multipart: bool = False
+    public: bool = False
+    tag: str = "general"
+
+
+ROUTES: list[Route] = []
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def error_response(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ged"'
+    return response
+
+
+def current_user():
+    """The user of the bearer token (set by the route wrapper)."""
+    return g.api_user
+
+
+def _authenticate():
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise Unauthorized("Send an Authorization: Bearer <token> header.", "missing_token")
+    return accounts.user_for_token(header[7:].strip())
+
+
+def _json_body(schema: dict) -> dict:
+    if request.content_length and request.content_length > MAX_JSON_BYTES:
+        raise TooLarge("The JSON body is larger than 1 MB.", "body_too_large")
+    data = request.get_json(silent=True, cache=False)
+    if data is None:
+        raw = request.get_data(cache=False)
+        if len(raw) > MAX_JSON_BYTES:
+            raise TooLarge("The JSON body is larger than 1 MB.", "body_too_large")
+        if not raw.strip():
+            data = {}
+        else:
+            raise Invalid("The body must be JSON (Content-Type: application/json).", "invalid_json")
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path)
+        message = exc.message if len(exc.message) < 200 else exc.message[:200] + "…"
+        raise Invalid(f"{where + ': ' if where else ''}{message}", "invalid_body") from None
+    return data
+
+
+def _flask_path(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", r"<\1>", path)
+
+
+def route(method: str, path: str, *, summary: str, roles=("admin", "staff", "client"),
+          body: dict | None = None, query: dict | None = None, responses: dict | None = None,
+          multipart: bool = False, public: bool = False, tag: str = "general"):
+    """Declare an API operation. The view receives the caller as ``user`` (and the
+    validated JSON as ``data`` when ``body`` is given) plus the path parameters."""
+
+    def decorator(fn):
+        endpoint = fn.__name__
+
+        @wraps(fn)
+        def view(**kwargs):
+            if not public:
+                g.api_user = _authenticate()
+                kwargs["user"] = g.api_user
+            if body is not None:
+                kwargs["data"] = _json_body(body)
+            return fn(**kwargs)
+
+        bp.add_url_rule(_flask_path(path), endpoint, view, methods=[method])
+        ROUTES.append(Route(method, path, endpoint, summary, tuple(roles), body,
+                            query or {}, responses or {}, multipart, public, tag))
+        return fn
+
+    return decorator
+
+
+@bp.errorhandler(GedError)
+def _ged_error(exc: GedError):
+    return error_response(exc.status, exc.code, exc.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
+    return error_response(exc.code or 500, codes.get(exc.code, "http_error"),
+                          exc.description or exc.name)
+
+
+def api_error_for_path(exc):
+    """JSON errors for /api/ paths even when no API route matched (404, 405)."""
+    if isinstance(exc, GedError):
+        return error_response(exc.status, exc.code, exc.message)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+    messages = {404: "No such route.", 405: "Method not allowed on this route.",
+                413: "The request body is too large."}
+    return error_response(exc.code, codes.get(exc.code, "http_error"),
+                          messages.get(exc.code, exc.description))
+
+
+def page_params(default: int = 50):
+    """``limit`` (1..500) and ``cursor`` from the query string."""
+    raw = request.args.get("limit")
+    try:
+        limit = int(raw) if raw not in (None, "") else default
+    except ValueError:
+        raise Invalid("limit must be a whole number.", "invalid_limit") from None
+    if not 1 <= limit <= 500:
+        raise Invalid("limit must be between 1 and 500.", "invalid_limit")
+    cursor = request.args.get("cursor") or None
+    if cursor is not None and (len(cursor) > 64 or not re.fullmatch(r"[0-9a-z]+", cursor)):
+        raise Invalid("cursor is not valid.", "invalid_cursor")
+    return limit, cursor
+
+
+def paginate(query, id_field, limit: int, cursor: str | None, to_dict, *, descending=False):
+    """Keyset pagination over a time-ordered id: {"items": [...], "next_cursor": ...}."""
+    if cursor:
+        query = query.where(id_field < cursor if descending else id_field > cursor)
+    rows = list(query.order_by(id_field.desc() if descending else id_field).limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [to_dict(r) for r in rows],
+            "next_cursor": str(getattr(rows[-1], id_field.name)) if more and rows else None}
+
+
+def register_all() -> None:
+    """Import the route modules (each registers its routes on ``bp``)."""
+    import importlib
+
+    for name in ("accounts_routes", "folders_routes", "integrations_routes", "search_routes",
+                 "archive_routes", "openapi"):
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise

@@ -1,0 +1,276 @@
+"""Documents: the one deposit path every channel calls, and what can happen to a
+document afterwards (move, rename, trash, restore, legal hold).
+
+``deposit()`` checks the caller's right, validates each file by its content,
+stores the bytes, then in one transaction records the documents, the audit
+events and the deliveries the folder switches decide; only after the commit are
+jobs enqueued (extraction, deliveries). Redis being down never loses a deposit:
+the reconciler enqueues what the database says is pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from . import audit, filetypes, folders, permissions
+from .db import transaction
+from .errors import Conflict, Invalid, NotFound
+from .models import Blob, Company, Document, Folder, User, utcnow
+from .storage import Staged
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("web", "api", "email", "import")
+MAX_FILES_PER_DEPOSIT = 100
+
+
+@dataclass
+class Upload:
+    """One file of a deposit: the name it was given and its staged bytes."""
+
+    name: str
+    staged: Staged
+
+
+def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: str, *,
+            label: str | None = None) -> list[Document]:
+    """Deposit files into ``folder``; all of them or none.
+
+    ``actor`` is the depositing user (their right to the folder is checked), or
+    None for a channel that authenticated otherwise (an e-mail drop address, the
+    import command), described by ``label``."""
+    from . import deliveries, runtime
+
+    try:
+        if channel not in CHANNELS:
+            raise Invalid("Unknown deposit channel.", "invalid_channel")
+        if not uploads:
+            raise Invalid("No file was sent.", "no_file")
+        if len(uploads) > MAX_FILES_PER_DEPOSIT:
+            raise Invalid(f"At most {MAX_FILES_PER_DEPOSIT} files per deposit.", "too_many_files")
+        if actor is not None:
+            folder = permissions.folder_for(actor, folder.id)
+        elif folder.trashed_at is not None:
+            raise NotFound("Folder not found.")
+        checked = []
+        for upload in uploads:
+            name = filetypes.clean_filename(upload.name)
+            if upload.staged.size == 0:
+                raise Invalid(f"The file {name!r} is empty.", "empty_file")
+            content_type = filetypes.check(upload.staged.path, upload.staged.head, name)
+            checked.append((name, content_type, upload.staged))
+        store = runtime.store()
+        for _name, _ctype, staged in checked:
+            store.put(staged.sha256, staged.path)  # complete before any row names it
+    finally:
+        for upload in uploads:
+            upload.staged.discard()
+
+    chain = folders.ancestors(folder)
+    years = folders.retention_years(folder, chain)
+    actor_label = label or (audit.actor_fields(actor)[1] if actor else "système")
+    created: list[Document] = []
+    decided = []
+    with transaction():
+        for name, content_type, staged in checked:
+            blob, _ = Blob.get_or_create(
+                sha256=staged.sha256,
+                defaults={"size": staged.size, "content_type": content_type},
+            )
+            now = utcnow()
+            earlier = (Document.select(Document.id)
+                       .where((Document.company == folder.company_id)
+                              & (Document.blob == staged.sha256)
+                              & Document.trashed_at.is_null())
+                       .order_by(Document.deposited_at).first())
+            doc = Document.create(
+                firm=actor.firm_id if actor else Company.get_by_id(folder.company_id).firm_id,
+                company=folder.company_id,
+                folder=folder.id,
+                name=name,
+                blob=staged.sha256,
+                size=staged.size,
+                content_type=content_type,
+                channel=channel,
+                deposited_at=now,
+                deposited_by=actor.id if actor else None,
+                deposited_by_label=actor_label,
+                text_status=blob.text_status,
+                duplicate_of=earlier.id if earlier else None,
+                invoice_key=invoice_key(blob.facturx),
+                retain_until=folders.retain_until(now, years),
+            )
+            audit.record(actor or actor_label, "document.deposited", doc, firm=doc.firm_id,
+                         details={"name": name, "sha256": staged.sha256, "size": staged.size,
+                                  "channel": channel, "folder_id": folder.id,
+                                  "duplicate_of": doc.duplicate_of})
+            decided += deliveries.decide(doc, folder, chain)
+            created.append(doc)
+    after_commit(created, decided)
+    return created
+
+
+def invoice_key(facturx: dict | None) -> str | None:
+    """What identifies an invoice across files: the seller and the invoice number."""
+    if not facturx or not facturx.get("number"):
+        return None
+    seller = facturx.get("seller_siren") or facturx.get("seller_vat") or facturx.get("seller_name")
+    if not seller:
+        return None
+    return f"{str(seller).strip().upper()}|{str(facturx['number']).strip().upper()}"[:200]
+
+
+def after_commit(documents: list[Document], decided: list) -> None:
+    """Enqueue the work a commit implies; Redis being down is logged, not fatal:
+    the reconciler picks the work up from the database."""
+    from . import deliveries, tasks
+
+    try:
+        for doc in documents:
+            tasks.schedule_text(doc)
+        deliveries.enqueue(decided)
+    except Exception:  # noqa: BLE001 - the deposit is committed; the reconciler will enqueue
+        log.exception("could not enqueue work after a deposit; the reconciler will retry")
+
+
+def move(actor: User, doc: Document, target: Folder) -> Document:
+    """Move a document to another folder of its company: a deposit there for the switches."""
+    from . import deliveries
+
+    permissions.require_role(actor, "admin", "staff")
+    if target.company_id != doc.company_id:
+        raise NotFound("Folder not found.")
+    if target.id == doc.folder_id:
+        return doc
+    chain = folders.ancestors(target)
+    with transaction():
+        Document.update(folder=target.id, index_dirty=True).where(Document.id == doc.id).execute()
+        audit.record(actor, "document.moved", doc,
+                     details={"from_folder": doc.folder_id, "to_folder": target.id})
+        doc = Document.get_by_id(doc.id)
+        decided = deliveries.decide(doc, target, chain, moved=True)
+    after_commit([], decided)
+    from . import tasks
+
+    tasks.schedule_index(doc.firm_id)
+    return doc
+
+
+def rename(actor: User, doc: Document, name: str) -> Document:
+    permissions.require_role(actor, "admin", "staff")
+    name = filetypes.clean_filename(name)
+    with transaction():
+        Document.update(name=name, index_dirty=True).where(Document.id == doc.id).execute()
+        audit.record(actor, "document.renamed", doc, details={"from": doc.name, "to": name})
+    from . import tasks
+
+    tasks.schedule_index(doc.firm_id)
+    return Document.get_by_id(doc.id)
+
+
+def trash(actor: User, doc: Document) -> Document:
+    """To the trash: out of listings and search, recoverable."""
+    permissions.may_trash(actor, doc)
+    if doc.trashed_at is not None:
+        return doc
+    with transaction():
+        Document.update(trashed_at=utcnow(), trashed_by=audit.actor_fields(actor)[1],
+                        index_dirty=True).where(Document.id == doc.id).execute()
+        audit.record(actor, "document.trashed", doc, details={"name": doc.name})
+    from . import tasks
+
+    tasks.schedule_index(doc.firm_id)
+    return Document.get_by_id(doc.id)
+
+
+def restore(actor: User, doc: Document) -> Document:
+    permissions.require_role(actor, "admin", "staff")
+    if doc.trashed_at is None:
+        return doc
+    with transaction():
+        Document.update(trashed_at=None, trashed_by=None, index_dirty=True).where(
+            Document.id == doc.id).execute()
+        audit.record(actor, "document.restored", doc, details={"name": doc.name})
+    from . import tasks
+
+    tasks.schedule_index(doc.firm_id)
+    return Document.get_by_id(doc.id)
+
+
+def set_hold(actor: User, doc: Document, hold: bool, reason: str | None) -> Document:
+    """A legal hold blocks permanent deletion whatever the retention date."""
+    permissions.require_role(actor, "admin")
+    if hold and not (reason or "").strip():
+        raise Invalid("A legal hold needs a reason.", "reason_required")
+    with transaction():
+        Document.update(legal_hold=hold, legal_hold_reason=(reason or "").strip() or None).where(
+            Document.id == doc.id).execute()
+        audit.record(actor, "document.hold_set" if hold else "document.hold_released", doc,
+                     details={"reason": reason})
+    return Document.get_by_id(doc.id)
+
+
+def delete_permanently(actor: User, doc: Document) -> None:
+    """Remove a document for good (admins): refused under retention or legal hold."""
+    from . import runtime
+
+    permissions.require_role(actor, "admin", message="Only an admin may delete permanently.")
+    today = utcnow().date()
+    company_hold = Company.select(Company.legal_hold).where(Company.id == doc.company_id).scalar()
+    if doc.legal_hold or company_hold or (doc.retain_until and doc.retain_until >= today):
+        raise Conflict(
+            f"This document is kept until {doc.retain_until.isoformat()}"
+            + (" and is under a legal hold" if (doc.legal_hold or company_hold) else "")
+            + "; it cannot be deleted permanently.",
+            "under_retention",
+        )
+    sha = doc.blob_id
+    with transaction():
+        audit.record(actor, "document.purged", doc,
+                     details={"name": doc.name, "sha256": sha, "trashed_by": doc.trashed_by,
+                              "trashed_at": doc.trashed_at.isoformat() if doc.trashed_at else None})
+        doc.delete_instance(recursive=True)
+        orphan = not Document.select().where(Document.blob == sha).exists()
+        if orphan:
+            Blob.delete().where(Blob.sha256 == sha).execute()
+    if orphan:
+        runtime.store().delete(sha)
+    from . import tasks
+
+    tasks.schedule_unindex(doc.firm_id, doc.id)
+
+
+def listing(user: User, folder: Folder) -> list[Document]:
+    """The documents of a folder, newest first (trashed ones excluded)."""
+    return list(Document.select().where((Document.folder == folder.id)
+                                        & Document.trashed_at.is_null())
+                .order_by(Document.deposited_at.desc(), Document.id.desc()))
+
+
+def document_dict(doc: Document, user: User) -> dict:
+    """The API shape of a document; firm-only fields only for firm users."""
+    blob = doc.blob
+    data = {
+        "id": doc.id,
+        "name": doc.name,
+        "folder_id": doc.folder_id,
+        "company_id": doc.company_id,
+        "size": doc.size,
+        "sha256": doc.blob_id,
+        "content_type": doc.content_type,
+        "channel": doc.channel,
+        "deposited_at": doc.deposited_at.isoformat(),
+        "deposited_by": doc.deposited_by_id,
+        "deposited_by_name": doc.deposited_by_label,
+        "status": doc.status,
+        "text_status": doc.text_status,
+        "retain_until": doc.retain_until.isoformat() if doc.retain_until else None,
+        "legal_hold": doc.legal_hold,
+        "trashed_at": doc.trashed_at.isoformat() if doc.trashed_at else None,
+        "facturx": blob.facturx,
+    }
+    if permissions.is_firm_user(user):
+        data["duplicate_of"] = doc.duplicate_of
+        data["text_error"] = blob.text_error if doc.text_status == "failed" else None
+    return data
