@@ -236,7 +236,8 @@ class Document(BaseModel):
     company = pw.ForeignKeyField(Company, backref="documents", on_delete="CASCADE")
     folder = pw.ForeignKeyField(Folder, backref="documents", on_delete="CASCADE")
     name = pw.CharField(max_length=255)
-    blob = pw.ForeignKeyField(Blob, field="sha256", column_name="sha256", on_delete="RESTRICT")
+    blob = pw.ForeignKeyField(Blob, field="sha256", column_name="sha256", object_id_name="blob_id",
+                              on_delete="RESTRICT")
     size = pw.BigIntegerField()
     content_type = pw.CharField(max_length=100)
     channel = pw.CharField(max_length=10)  # web | api | email | import
@@ -257,7 +258,7 @@ class Document(BaseModel):
     class Meta:
         indexes = (
             (("folder", "trashed_at", "deposited_at"), False),
-            (("company", "sha256"), False),
+            (("company", "blob"), False),
             (("company", "invoice_key"), False),
             (("firm", "index_dirty"), False),
         )

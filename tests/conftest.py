@@ -21,6 +21,12 @@ from config import Config  # noqa: E402
 
 PG_URL = os.environ.get("GED_TEST_DATABASE_URL")
 
+# Shared fixtures of each area live in tests/fixtures/<area>.py (SMTP server, HTTP
+# receiver, live server, browser...), loaded here as pytest plugins.
+pytest_plugins = sorted(
+    f"fixtures.{p.stem}" for p in (ROOT / "tests" / "fixtures").glob("*.py") if p.stem != "__init__"
+)
+
 
 # --- Redis -------------------------------------------------------------------------
 
