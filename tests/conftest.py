@@ -251,3 +251,22 @@ def run_jobs(app, redis_conn):
         worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
 
     return run
+
+
+def web_login(test_client, email: str, password: str = PASSWORD):
+    """Log a Flask test client in through the real login form (with its CSRF token)."""
+    import re
+
+    page = test_client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = test_client.post("/login", data={"email": email, "password": password,
+                                             "csrf_token": token})
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:500]
+    return test_client
+
+
+def csrf_token_of(html: str) -> str:
+    """The CSRF token of the first form of a page."""
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
