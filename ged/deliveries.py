@@ -23,8 +23,10 @@ FINAL = ("sent", "validated", "rejected", "failed")
 IN_FLIGHT = ("queued", "sending")
 
 
-def job_id(delivery_id: str) -> str:
-    return f"delivery-{delivery_id}"
+def job_id(delivery_id: str, attempts: int = 0) -> str:
+    """The RQ job id of the attempt that follows ``attempts`` attempts: each attempt has
+    its own, so scheduling a retry from inside a running job never reuses that job's id."""
+    return f"delivery-{delivery_id}" if not attempts else f"delivery-{delivery_id}-{attempts}"
 
 
 def decide(doc: Document, folder: Folder, chain: list[Folder] | None = None, *,
@@ -55,20 +57,36 @@ def decide(doc: Document, folder: Folder, chain: list[Folder] | None = None, *,
 
 def create_manual(actor, doc: Document, connection: Connection) -> Delivery:
     """Send (or send again) a document by hand: a new delivery with trigger ``manual``."""
-    if connection.company_id != doc.company_id or connection.deleted_at is not None:
+    return create_manual_many(actor, [doc], connection)[0]
+
+
+def create_manual_many(actor, docs: list[Document], connection: Connection) -> list[Delivery]:
+    """Send documents by hand, all or none: one new delivery each, trigger ``manual``."""
+    if not docs:
+        raise Invalid("No document to send.", "no_document")
+    if connection.deleted_at is not None or any(d.company_id != connection.company_id
+                                                for d in docs):
         raise Invalid("This connection does not belong to the document's company.",
                       "invalid_connection")
-    if doc.trashed_at is not None:
+    if connection.paused:
+        raise Invalid("This connection is paused; resume it before sending.", "connection_paused")
+    if any(d.trashed_at is not None for d in docs):
         raise Invalid("A document in the trash cannot be sent.", "document_trashed")
+    created = []
     with transaction():
-        delivery = Delivery.create(firm=doc.firm_id, company=doc.company_id, document=doc.id,
-                                   connection=connection.id, trigger="manual",
-                                   created_by=actor.id)
-        audit.record(actor, "delivery.queued", delivery,
-                     details={"document_id": doc.id, "connection_id": connection.id,
-                              "trigger": "manual"}, firm_only=True)
-    enqueue([delivery])
-    return delivery
+        for doc in docs:
+            delivery = Delivery.create(firm=doc.firm_id, company=doc.company_id, document=doc.id,
+                                       connection=connection.id, trigger="manual",
+                                       created_by=actor.id)
+            audit.record(actor, "delivery.queued", delivery,
+                         details={"document_id": doc.id, "connection_id": connection.id,
+                                  "trigger": "manual"}, firm_only=True)
+            created.append(delivery)
+    try:
+        enqueue(created)
+    except Exception:  # noqa: BLE001 - committed: the reconciler enqueues what Redis missed
+        log.exception("could not enqueue manual deliveries; the reconciler will")
+    return created
 
 
 def enqueue(deliveries: list[Delivery]) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import peewee as pw
 
 from .errors import Forbidden, NotFound
-from .models import (Company, Connection, Delivery, Document, Folder, StaffAssignment, User)
+from .models import (Company, Connection, Delivery, Document, Folder, Integration,
+                     StaffAssignment, User)
 
 
 def is_firm_user(user: User) -> bool:
@@ -53,10 +54,20 @@ def company_for(user: User, company_id: str) -> Company:
 def hidden_prefixes(user: User, company_id: str) -> list[str]:
     """Materialised paths under which ``user`` sees nothing in this company
     (trashed folders for everyone; firm-only folders for client users)."""
+    return hidden_prefixes_in(user, [company_id])
+
+
+def hidden_prefixes_in(user: User, company_ids: list[str] | None) -> list[str]:
+    """``hidden_prefixes`` over several companies in one query (None: every company
+    of the user's firm), for search filters."""
     cond = Folder.trashed_at.is_null(False)
     if not is_firm_user(user):
         cond = cond | (Folder.firm_only == True)  # noqa: E712
-    return [f.path for f in Folder.select(Folder.path).where((Folder.company == company_id) & cond)]
+    if company_ids is None:
+        where = Folder.company.in_(Company.select(Company.id).where(Company.firm == user.firm_id))
+    else:
+        where = Folder.company.in_(list(company_ids))
+    return [f.path for f in Folder.select(Folder.path).where(where & cond)]
 
 
 def folder_visible(user: User, folder: Folder) -> bool:
@@ -111,6 +122,15 @@ def connection_for(user: User, connection_id: str) -> Connection:
     except NotFound:
         raise NotFound("Connection not found.") from None
     return conn
+
+
+def integration_for(user: User, integration_id: str) -> Integration:
+    """An integration of the caller's firm, for firm users only, else NotFound."""
+    integration = Integration.get_or_none((Integration.id == str(integration_id))
+                                          & Integration.deleted_at.is_null())
+    if integration is None or not is_firm_user(user) or integration.firm_id != user.firm_id:
+        raise NotFound("Integration not found." if is_firm_user(user) else "Not found.")
+    return integration
 
 
 def delivery_for(user: User, delivery_id: str) -> Delivery:

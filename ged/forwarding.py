@@ -1,0 +1,833 @@
+"""Forwarding: the delivery job, the http and e-mail senders, signatures, and the
+checks that keep outbound requests off private networks.
+
+A delivery moves ``queued`` → ``sending`` → ``sent`` (e-mail) or ``accepted``
+(http, 2xx) → ``validated``/``rejected`` (the tool's verdict), or ``failed``.
+Between attempts it is ``queued`` again with ``next_attempt_at`` set. Every
+transition is a guarded UPDATE (``WHERE status IN (...)``), so a late retry or a
+duplicate job never moves a delivery backwards.
+
+Jobs: the attempt after ``n`` attempts runs as RQ job ``deliveries.job_id(id, n)``.
+A Redis lease (``ged:delivery-lease:<id>``, expiring a little after the longest an
+attempt may take) says a worker is sending right now; ``reconcile()`` re-enqueues
+what the database says is pending and Redis does not hold, including deliveries
+left ``sending`` by a worker that died (no lease any more).
+
+Http requests follow the Standard Webhooks specification (``webhook-id`` = the
+delivery id on every retry, HMAC-SHA256 over ``id.timestamp.body``) and stream the
+file from the blob store twice (once to sign, once to send), never holding it
+whole in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import secrets
+import smtplib
+import socket
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Iterable, Iterator
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from . import audit, deliveries, folders, mail, permissions, queue, runtime
+from .db import transaction
+from .deliveries import IN_FLIGHT
+from .errors import Invalid, NotFound, Unauthorized
+from .models import Company, Connection, Delivery, Document, Folder, utcnow
+from .storage import iter_blob
+
+log = logging.getLogger(__name__)
+
+ACTOR = "transmission"  # how the forwarding worker appears in the audit trail
+USER_AGENT = "ged-forwarding/1"
+RESPONSE_EXCERPT = 2048
+STATUS_TOLERANCE = 300  # seconds a tool's status message timestamp may be off
+VERDICTS = ("validated", "rejected")
+
+
+# --- outcomes of one attempt -------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one attempt came to: ``success`` (status sent/accepted), ``retry`` or ``fail``."""
+
+    kind: str
+    status: str | None = None
+    error: str | None = None
+    status_code: int | None = None
+    retry_after: float | None = None
+    pause: bool = False
+
+
+def _success(status: str, code: int | None = None) -> Outcome:
+    return Outcome("success", status=status, status_code=code)
+
+
+def _retry(error: str, code: int | None = None, retry_after: float | None = None) -> Outcome:
+    return Outcome("retry", error=error, status_code=code, retry_after=retry_after)
+
+
+def _fail(error: str, code: int | None = None, pause: bool = False) -> Outcome:
+    return Outcome("fail", error=error, status_code=code, pause=pause)
+
+
+# --- outbound targets: server-side request forgery ---------------------------------------
+
+
+class TargetRefused(Exception):
+    """A URL ged will not send to (scheme, credentials, or a non-public address)."""
+
+    code = "target_not_allowed"
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+def is_public_address(value: str) -> bool:
+    """True for a globally routable unicast address (not loopback, private, link-local,
+    shared, reserved, multicast, or an IPv6 wrapper around one of those)."""
+    try:
+        ip = ipaddress.ip_address(value.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            return is_public_address(str(embedded))
+        if ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64: the IPv4 address inside
+            return is_public_address(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    if any(ip in net for net in _NOT_PUBLIC):
+        return False
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+
+
+# Ranges some Python versions' tables count as global although they are not publicly
+# routable: 192.0.0.0/24 (IETF protocol assignments; 192.0.0.192 is a cloud metadata
+# address) is only partly listed before Python 3.12.4.
+_NOT_PUBLIC = (ipaddress.ip_network("192.0.0.0/24"),)
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def check_url(url: str, *, allow_private: bool | None = None, resolve: bool = True) -> str:
+    """Check a connection URL; returns it, or raises TargetRefused with a clear reason.
+
+    By default only ``https`` to hosts whose every address is public;
+    GED_ALLOW_PRIVATE_TARGETS=1 also allows plain ``http`` and private addresses."""
+    if allow_private is None:
+        allow_private = runtime.config().allow_private_targets
+    if len(url) > 2000:
+        raise TargetRefused("The URL is too long (2000 characters at most).", "invalid_url")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise TargetRefused("The URL is not valid.", "invalid_url") from None
+    schemes = ("https", "http") if allow_private else ("https",)
+    if parts.scheme not in schemes:
+        raise TargetRefused("The URL must start with https://"
+                            + ("" if allow_private else " (plain http is refused)") + ".",
+                            "invalid_url")
+    if not parts.hostname:
+        raise TargetRefused("The URL has no host name.", "invalid_url")
+    if parts.username or parts.password:
+        raise TargetRefused("Put credentials in the connection's headers option, not in the URL.",
+                            "invalid_url")
+    if any(c in url for c in "\r\n\t\0 "):
+        raise TargetRefused("The URL contains spaces or control characters.", "invalid_url")
+    if allow_private or not resolve:
+        return url
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = _resolve(parts.hostname, port)
+    except (socket.gaierror, UnicodeError):
+        raise TargetRefused(f"The host name {parts.hostname!r} does not resolve.",
+                            "unresolvable_host") from None
+    refused = [a for a in addresses if not is_public_address(a)]
+    if refused or not addresses:
+        raise TargetRefused(f"{parts.hostname} resolves to a private or reserved address "
+                            f"({', '.join(refused) or 'none'}); ged only sends to public addresses.")
+    return url
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Connects only to checked addresses: the name is resolved here, every address
+    checked, and the socket opened to the checked address itself, so a DNS answer
+    that changes between the check and the connection (rebinding) gains nothing."""
+
+    def __init__(self, allow_private: bool):
+        self.allow_private = allow_private
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            addresses = _resolve(host, port)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"{host}: {exc}") from None
+        if not self.allow_private:
+            refused = [a for a in addresses if not is_public_address(a)]
+            if refused or not addresses:
+                raise TargetRefused(f"{host} resolves to a private or reserved address "
+                                    f"({', '.join(refused) or 'none'}); ged only sends to "
+                                    "public addresses.")
+        last: Exception = httpcore.ConnectError(f"{host}: no address")
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        raise last
+
+
+def _client(cfg) -> httpx.Client:
+    transport = httpx.HTTPTransport(trust_env=False, retries=0)
+    # httpx has no hook on the connect step: give the transport a pool whose network
+    # backend checks every address it connects to.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=2,
+        network_backend=_GuardedBackend(cfg.allow_private_targets))
+    return httpx.Client(transport=transport, follow_redirects=False, trust_env=False,
+                        timeout=httpx.Timeout(cfg.delivery_timeout,
+                                              connect=cfg.delivery_connect_timeout))
+
+
+# --- Standard Webhooks signatures ---------------------------------------------------------
+
+
+def _key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix("whsec_"))
+
+
+def signing_secrets(conn: Connection, now: dt.datetime | None = None) -> list[str]:
+    """The secrets that sign (and verify) for a connection: the current one, plus the
+    previous one during the grace period after a rotation."""
+    now = now or utcnow()
+    found = [conn.secret] if conn.secret else []
+    if conn.previous_secret and conn.previous_secret_until and conn.previous_secret_until > now:
+        found.append(conn.previous_secret)
+    return found
+
+
+def sign(secrets_: list[str], msg_id: str, timestamp: int, chunks: Iterable[bytes]) -> str:
+    """The ``webhook-signature`` header: ``v1,<base64 HMAC>`` per secret, space-separated."""
+    prefix = f"{msg_id}.{timestamp}.".encode()
+    macs = [hmac.new(_key(s), prefix, hashlib.sha256) for s in secrets_]
+    for chunk in chunks:
+        for mac in macs:
+            mac.update(chunk)
+    return " ".join("v1," + base64.b64encode(mac.digest()).decode() for mac in macs)
+
+
+def signature_matches(secrets_: list[str], msg_id: str, timestamp: str, body: bytes,
+                      header: str) -> bool:
+    """True if one of the header's ``v1`` signatures is that of one of the secrets."""
+    given = []
+    for part in header.split(" "):
+        version, _, value = part.partition(",")
+        if version == "v1" and value:
+            try:
+                given.append(base64.b64decode(value, validate=True))
+            except ValueError:
+                continue
+    for secret in secrets_:
+        expected = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body,
+                            hashlib.sha256).digest()
+        if any(hmac.compare_digest(expected, g) for g in given):
+            return True
+    return False
+
+
+# --- the request body ---------------------------------------------------------------------
+
+
+class _Multipart:
+    """A multipart/form-data body built from parts whose content is bytes or a blob
+    of the store; it can be iterated more than once (sign, then send) and knows its
+    length without reading the blob."""
+
+    def __init__(self):
+        self.boundary = "ged-" + secrets.token_hex(16)
+        self.parts: list[tuple[bytes, object, int]] = []
+
+    @staticmethod
+    def _quote(value: str) -> str:
+        # As browsers encode form-data names (WHATWG): UTF-8, with " CR LF escaped.
+        return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+    def add(self, name: str, content, size: int, content_type: str,
+            filename: str | None = None) -> None:
+        disposition = f'form-data; name="{self._quote(name)}"'
+        if filename is not None:
+            disposition += f'; filename="{self._quote(filename)}"'
+        head = (f"--{self.boundary}\r\nContent-Disposition: {disposition}\r\n"
+                f"Content-Type: {content_type}\r\n\r\n").encode()
+        self.parts.append((head, content, size))
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        tail = len(f"--{self.boundary}--\r\n")
+        return sum(len(h) + size + 2 for h, _c, size in self.parts) + tail
+
+    def chunks(self) -> Iterator[bytes]:
+        for head, content, _size in self.parts:
+            yield head
+            if isinstance(content, bytes):
+                yield content
+            else:
+                yield from iter_blob(runtime.store(), content)
+            yield b"\r\n"
+        yield f"--{self.boundary}--\r\n".encode()
+
+
+class AttemptTimeout(Exception):
+    """An attempt ran past its total time bound."""
+
+
+def _post(cfg, url: str, headers: dict, body: _Multipart) -> tuple[int, httpx.Headers, str]:
+    """POST the body; returns (status, headers, start of the response body). The
+    attempt is bounded by the connect timeout plus the total timeout."""
+    deadline = time.monotonic() + cfg.delivery_connect_timeout + cfg.delivery_timeout
+
+    def bounded(chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if time.monotonic() > deadline:
+                raise AttemptTimeout()
+            yield chunk
+
+    with _client(cfg) as client:
+        with client.stream("POST", url, headers=headers, content=bounded(body.chunks())) as resp:
+            excerpt = b""
+            for chunk in resp.iter_bytes():
+                excerpt += chunk
+                if len(excerpt) >= RESPONSE_EXCERPT or time.monotonic() > deadline:
+                    break
+            return resp.status_code, resp.headers, excerpt[:RESPONSE_EXCERPT].decode(
+                "utf-8", "replace")
+
+
+def _signed_headers(conn: Connection, msg_id: str, body: _Multipart) -> dict:
+    timestamp = int(time.time())
+    headers = dict((conn.options or {}).get("headers") or {})
+    headers.update({
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(signing_secrets(conn), msg_id, timestamp, body.chunks()),
+        "content-type": body.content_type,
+        "content-length": str(len(body)),
+        "user-agent": USER_AGENT,
+    })
+    return headers
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return (text[:300] + "…") if len(text) > 300 else text
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max((when - utcnow()).total_seconds(), 0.0)
+
+
+def classify(status: int, headers: httpx.Headers, text: str) -> Outcome:
+    """What an http answer means for the delivery (API.md, "What an http connection receives")."""
+    said = f" : {_excerpt(text)}" if text.strip() else ""
+    if 200 <= status < 300:
+        return _success("accepted", status)
+    if 300 <= status < 400:
+        location = headers.get("location") or "?"
+        return _fail(f"L'outil a répondu par une redirection (HTTP {status} vers {location}). "
+                     "Les redirections ne sont pas suivies : corrigez l'URL de la connexion.",
+                     status)
+    if status == 410:
+        return _fail(f"L'outil a répondu HTTP 410 (Gone) : cette adresse n'accepte plus de "
+                     f"documents. La connexion a été mise en pause{said}.", status, pause=True)
+    if status in (408, 429) or status >= 500:
+        return _retry(f"L'outil a répondu HTTP {status}{said}", status, _retry_after(headers))
+    return _fail(f"L'outil a refusé le document (HTTP {status}){said}", status)
+
+
+def _network_outcome(exc: Exception) -> Outcome:
+    if isinstance(exc, TargetRefused):
+        return _fail(f"Adresse refusée : {exc}")
+    if isinstance(exc, (AttemptTimeout, httpx.TimeoutException)):
+        return _retry("Délai dépassé : l'outil n'a pas répondu à temps.")
+    return _retry(f"Erreur réseau : {exc or type(exc).__name__}")
+
+
+# --- what a tool receives -----------------------------------------------------------------
+
+
+def status_url(delivery_id: str) -> str:
+    return f"{runtime.config().public_url}/api/v1/deliveries/{delivery_id}/status"
+
+
+def metadata(delivery: Delivery, doc: Document) -> dict:
+    """The ``metadata`` JSON of a delivery (API.md lists its fields)."""
+    company = Company.get_by_id(doc.company_id)
+    folder = Folder.get_by_id(doc.folder_id)
+    return {
+        "delivery_id": delivery.id,
+        "document_id": doc.id,
+        "name": doc.name,
+        "sha256": doc.blob_id,
+        "size": doc.size,
+        "content_type": doc.content_type,
+        "company": {"id": company.id, "name": company.name, "siren": company.siren},
+        "folder_path": folders.display_path(folder),
+        "deposited_at": doc.deposited_at.isoformat(),
+        "channel": doc.channel,
+        "status_url": status_url(delivery.id),
+        "facturx": doc.blob.facturx,
+    }
+
+
+def _deliver_http(cfg, delivery: Delivery, doc: Document, conn: Connection,
+                  lease: "_Lease") -> Outcome:
+    try:
+        check_url(conn.url, allow_private=cfg.allow_private_targets, resolve=False)
+    except TargetRefused as exc:
+        return _fail(f"Adresse refusée : {exc}")
+    body = _Multipart()
+    meta = json.dumps(metadata(delivery, doc), ensure_ascii=False).encode()
+    body.add("metadata", meta, len(meta), "application/json")
+    body.add("file", doc.blob_id, doc.size, doc.content_type, filename=doc.name)
+    headers = _signed_headers(conn, delivery.id, body)
+    lease.extend()  # the clock of the attempt starts now, after the signing pass
+    try:
+        status, resp_headers, text = _post(cfg, conn.url, headers, body)
+    except FileNotFoundError:
+        return _fail("Le fichier est introuvable dans le stockage.")
+    except (TargetRefused, AttemptTimeout, httpx.TransportError) as exc:
+        return _network_outcome(exc)
+    return classify(status, resp_headers, text)
+
+
+def _email_message(delivery: Delivery, doc: Document, conn: Connection) -> EmailMessage:
+    meta = metadata(delivery, doc)
+    msg = EmailMessage()
+    msg["To"] = conn.address
+    msg["Subject"] = f"[{meta['company']['name']}] {meta['folder_path']} — {doc.name}"
+    # Derived from the delivery id: a retry carries the same Message-ID, so the tool
+    # (or a human) recognises a duplicate.
+    msg["Message-ID"] = f"<delivery-{delivery.id}@{mail.sender_domain()}>"
+    msg["X-Ged-Delivery-Id"] = delivery.id
+    msg.set_content(
+        f"Document transmis par ged.\n\n"
+        f"Entreprise : {meta['company']['name']}"
+        + (f" (SIREN {meta['company']['siren']})" if meta["company"]["siren"] else "") + "\n"
+        f"Dossier : {meta['folder_path']}\n"
+        f"Document : {doc.name} ({doc.size} octets)\n"
+        f"Déposé le : {meta['deposited_at']}\n"
+        f"SHA-256 : {doc.blob_id}\n")
+    maintype, _, subtype = doc.content_type.partition("/")
+    with runtime.store().open(doc.blob_id) as fh:
+        data = fh.read()
+    msg.add_attachment(data, maintype=maintype or "application",
+                       subtype=subtype or "octet-stream", filename=doc.name)
+    if (conn.options or {}).get("attach_metadata"):
+        msg.add_attachment(json.dumps(meta, ensure_ascii=False, indent=2).encode(),
+                           maintype="application", subtype="json", filename="metadata.json")
+    return msg
+
+
+def _smtp_outcome(exc: Exception) -> Outcome:
+    if isinstance(exc, mail.MailNotConfigured):
+        return _fail("Aucun relais d'envoi d'e-mails n'est configuré (GED_SMTP_HOST).")
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        text = "; ".join(f"{c} {m.decode(errors='replace') if isinstance(m, bytes) else m}"
+                         for c, m in exc.recipients.values())
+        if codes and all(400 <= c < 500 for c in codes):
+            return _retry(f"Le relais a différé le message : {text}")
+        return _fail(f"Le relais a refusé l'adresse du destinataire : {text}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
+            else str(exc.smtp_error)
+        if 400 <= exc.smtp_code < 500:
+            return _retry(f"Le relais a différé le message : {exc.smtp_code} {text}")
+        return _fail(f"Le relais a refusé le message : {exc.smtp_code} {text}")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return _retry("Délai dépassé : le relais d'e-mails n'a pas répondu à temps.")
+    return _retry(f"Erreur d'envoi de l'e-mail : {exc or type(exc).__name__}")
+
+
+def _deliver_email(cfg, delivery: Delivery, doc: Document, conn: Connection,
+                   lease: "_Lease") -> Outcome:
+    try:
+        message = _email_message(delivery, doc, conn)
+    except FileNotFoundError:
+        return _fail("Le fichier est introuvable dans le stockage.")
+    lease.extend()
+    try:
+        mail.send(message, timeout=cfg.delivery_timeout)
+    except (mail.MailNotConfigured, smtplib.SMTPException, OSError) as exc:
+        return _smtp_outcome(exc)
+    return _success("sent")
+
+
+# --- the delivery job ---------------------------------------------------------------------
+
+
+class _Lease:
+    """A Redis key saying "a worker is sending this delivery now", expiring a little
+    after the longest an attempt may take, so a dead worker's lease lapses."""
+
+    _RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+                "return redis.call('del', KEYS[1]) end return 0")
+
+    def __init__(self, delivery_id: str, seconds: int):
+        self.key = lease_key(delivery_id)
+        self.seconds = seconds
+        self.token = secrets.token_hex(8)
+
+    def acquire(self) -> bool:
+        return bool(queue.connection().set(self.key, self.token, nx=True, ex=self.seconds))
+
+    def extend(self) -> None:
+        queue.connection().set(self.key, self.token, xx=True, ex=self.seconds)
+
+    def release(self) -> None:
+        try:
+            queue.connection().eval(self._RELEASE, 1, self.key, self.token)
+        except Exception:  # noqa: BLE001 - the key expires anyway
+            log.warning("could not release %s", self.key)
+
+
+def lease_key(delivery_id: str) -> str:
+    return f"ged:delivery-lease:{delivery_id}"
+
+
+def lease_seconds(cfg) -> int:
+    return int(math.ceil(cfg.delivery_connect_timeout + cfg.delivery_timeout)) + 2
+
+
+def retry_delay(schedule: list[float], attempts: int, retry_after: float | None) -> float:
+    """Seconds before the next attempt after ``attempts`` attempts: the schedule's step,
+    or longer if the tool said so with Retry-After (capped by the longest step)."""
+    step = schedule[min(attempts, len(schedule)) - 1] if schedule else 0.0
+    if retry_after is not None and schedule:
+        step = max(step, min(retry_after, max(schedule)))
+    return float(step)
+
+
+def run(delivery_id: str) -> str:
+    """The RQ job: make one attempt at a delivery and record its outcome; schedules the
+    next attempt when the outcome calls for one. Safe to run twice."""
+    cfg = runtime.config()
+    delivery = Delivery.get_or_none(Delivery.id == delivery_id)
+    if delivery is None:
+        return "missing"
+    if delivery.status not in IN_FLIGHT:
+        return delivery.status
+    if delivery.status == "queued" and delivery.next_attempt_at is not None:
+        wait = (delivery.next_attempt_at - utcnow()).total_seconds()
+        if wait > 1.0:
+            return "early"  # a stray duplicate: the scheduled job will come at its time
+        if wait > 0:
+            # RQ schedules to the whole second, so a retry may fall due up to a second
+            # early; waiting keeps the promised delay (and a tool's Retry-After).
+            time.sleep(wait)
+    lease = _Lease(delivery.id, lease_seconds(cfg))
+    if not lease.acquire():
+        return "busy"  # another worker is sending it right now
+    try:
+        claimed = Delivery.update(status="sending", attempts=Delivery.attempts + 1,
+                                  next_attempt_at=None, updated_at=utcnow()).where(
+            (Delivery.id == delivery.id) & Delivery.status.in_(IN_FLIGHT)).execute()
+        delivery = Delivery.get_by_id(delivery.id)
+        if not claimed:
+            return delivery.status
+        outcome = _attempt(cfg, delivery, lease)
+        return _record(cfg, delivery, outcome)
+    finally:
+        lease.release()
+
+
+def _attempt(cfg, delivery: Delivery, lease: _Lease) -> Outcome:
+    conn = Connection.get_by_id(delivery.connection_id)
+    doc = Document.get_by_id(delivery.document_id)
+    if conn.deleted_at is not None:
+        return _fail("La connexion a été supprimée.")
+    if conn.paused:
+        return _fail("La connexion est en pause : rien n'a été envoyé. Après la reprise, "
+                     "renvoyez le document à la main.")
+    if doc.trashed_at is not None:
+        return _fail("Le document a été mis à la corbeille avant son envoi.")
+    try:
+        if conn.kind == "http":
+            return _deliver_http(cfg, delivery, doc, conn, lease)
+        return _deliver_email(cfg, delivery, doc, conn, lease)
+    except Exception as exc:  # noqa: BLE001 - any surprise is retried, then fails visibly
+        log.exception("delivery %s: unexpected error", delivery.id)
+        return _retry(f"Erreur interne : {type(exc).__name__}: {exc}")
+
+
+def _record(cfg, delivery: Delivery, outcome: Outcome) -> str:
+    """Write an attempt's outcome (guarded: only a delivery still ``sending`` moves)."""
+    now = utcnow()
+    details = {"document_id": delivery.document_id, "connection_id": delivery.connection_id,
+               "attempts": delivery.attempts, "status_code": outcome.status_code}
+    sending = (Delivery.id == delivery.id) & (Delivery.status == "sending")
+    if outcome.kind == "success":
+        with transaction():
+            moved = Delivery.update(status=outcome.status, last_error=None,
+                                    updated_at=now).where(sending).execute()
+            _mark_success(delivery, now)
+            if moved:
+                audit.record(ACTOR, f"delivery.{outcome.status}", delivery, details=details,
+                             firm_only=True)
+        return outcome.status
+    schedule = cfg.delivery_retry_schedule
+    if outcome.kind == "retry" and delivery.attempts <= len(schedule):
+        delay = retry_delay(schedule, delivery.attempts, outcome.retry_after)
+        with transaction():
+            moved = Delivery.update(status="queued", last_error=outcome.error,
+                                    next_attempt_at=now + dt.timedelta(seconds=delay),
+                                    updated_at=now).where(sending).execute()
+            if moved:
+                audit.record(ACTOR, "delivery.retry_scheduled", delivery, firm_only=True,
+                             details={**details, "error": outcome.error, "delay": delay})
+        if moved:
+            _enqueue_attempt(delivery.id, delivery.attempts, delay)
+        return "queued"
+    error = outcome.error or "Échec."
+    if outcome.kind == "retry":
+        error = f"{error} (abandon après {delivery.attempts} tentatives)"
+    with transaction():
+        moved = Delivery.update(status="failed", last_error=error, updated_at=now).where(
+            sending).execute()
+        if moved:
+            audit.record(ACTOR, "delivery.failed", delivery, firm_only=True,
+                         details={**details, "error": error})
+        if moved and outcome.pause:
+            paused = Connection.update(paused=True, paused_reason=error).where(
+                (Connection.id == delivery.connection_id) & (Connection.paused == False)  # noqa: E712
+            ).execute()
+            if paused:
+                audit.record(ACTOR, "connection.paused", Connection.get_by_id(
+                    delivery.connection_id), firm_only=True, details={"reason": error})
+    return "failed"
+
+
+def _mark_success(delivery: Delivery, now: dt.datetime) -> None:
+    """A delivery reached the tool: the document shows ``validated`` (clients see that
+    word, never the tool's name) and the connection has a last success."""
+    Document.update(status="validated").where(
+        (Document.id == delivery.document_id) & (Document.status != "validated")).execute()
+    Connection.update(last_success_at=now).where(Connection.id == delivery.connection_id).execute()
+
+
+def _enqueue_attempt(delivery_id: str, attempts: int, delay: float) -> None:
+    try:
+        queue.enqueue_in(delay, "deliveries", "ged.tasks.deliver", delivery_id,
+                         job_id=deliveries.job_id(delivery_id, attempts))
+    except Exception:  # noqa: BLE001 - the reconciler finds it in the database
+        log.exception("could not enqueue delivery %s; the reconciler will", delivery_id)
+
+
+def reconcile(min_age: float = 10.0, limit: int = 1000) -> dict:
+    """Re-enqueue deliveries the database says are pending and Redis does not hold:
+    ``queued`` ones whose job is gone (Redis restarted empty, a process died between
+    commit and enqueue) and ``sending`` ones whose worker died (lease lapsed).
+    ``min_age`` leaves alone rows changed in the last seconds (their job is on its way)."""
+    now = utcnow()
+    cutoff = now - dt.timedelta(seconds=min_age)
+    requeued = recovered = 0
+    conn = queue.connection()
+    for d in (Delivery.select(Delivery.id, Delivery.attempts, Delivery.next_attempt_at)
+              .where((Delivery.status == "queued") & (Delivery.updated_at <= cutoff))
+              .order_by(Delivery.updated_at).limit(limit)):
+        if queue.job_pending(deliveries.job_id(d.id, d.attempts)):
+            continue
+        delay = 0.0
+        if d.next_attempt_at is not None:
+            delay = max((d.next_attempt_at - now).total_seconds(), 0.0)
+        _enqueue_attempt(d.id, d.attempts, delay)
+        requeued += 1
+    for d in (Delivery.select(Delivery.id, Delivery.attempts)
+              .where((Delivery.status == "sending") & (Delivery.updated_at <= cutoff))
+              .order_by(Delivery.updated_at).limit(limit)):
+        if conn.exists(lease_key(d.id)) or queue.job_pending(deliveries.job_id(d.id, d.attempts)):
+            continue
+        _enqueue_attempt(d.id, d.attempts, 0.0)
+        recovered += 1
+    if requeued or recovered:
+        log.warning("reconcile: %s queued and %s interrupted deliveries re-enqueued",
+                    requeued, recovered)
+    return {"deliveries_requeued": requeued, "deliveries_recovered": recovered}
+
+
+# --- by hand --------------------------------------------------------------------------------
+
+
+def folder_documents(actor, folder: Folder) -> list[Document]:
+    """The documents of a folder and everything below it that ``actor`` sees (nothing
+    in the trash, nor in a trashed subfolder), for sending a folder by hand."""
+    hidden = permissions.hidden_prefixes(actor, folder.company_id)
+    visible = [f.id for f in folders.subtree(folder).select(Folder.id, Folder.path)
+               if not any(f.path.startswith(p) for p in hidden)]
+    return list(Document.select().where(Document.folder.in_(visible)
+                                        & Document.trashed_at.is_null())
+                .order_by(Document.deposited_at))
+
+
+def send_manual(actor, documents: Iterable[Document], connection: Connection) -> list[Delivery]:
+    """Send documents by hand (a selection, or ``folder_documents(folder)``): one new
+    delivery each, trigger ``manual``, whatever was sent before."""
+    permissions.require_role(actor, "admin", "staff")
+    return deliveries.create_manual_many(actor, list(documents), connection)
+
+
+# --- connection test ------------------------------------------------------------------------
+
+
+def test(conn: Connection) -> dict:
+    """Try a connection now with the delivery timeouts: a signed request whose metadata
+    says ``{"type": "test"}`` (no file part), or a test message. Never raises for
+    what the other side does: ``{ok, status_code?, error?, elapsed_ms}``."""
+    cfg = runtime.config()
+    company = Company.get_by_id(conn.company_id)
+    started = time.monotonic()
+    result: dict = {"ok": False}
+    if conn.kind == "http":
+        body = _Multipart()
+        meta = json.dumps({"type": "test", "connection_id": conn.id,
+                           "company": {"id": company.id, "name": company.name,
+                                       "siren": company.siren},
+                           "sent_at": utcnow().isoformat()}, ensure_ascii=False).encode()
+        body.add("metadata", meta, len(meta), "application/json")
+        try:
+            check_url(conn.url, allow_private=cfg.allow_private_targets, resolve=False)
+            headers = _signed_headers(conn, "test_" + secrets.token_hex(12), body)
+            status, resp_headers, text = _post(cfg, conn.url, headers, body)
+        except (TargetRefused, AttemptTimeout, httpx.TransportError) as exc:
+            result["error"] = _network_outcome(exc).error
+        else:
+            result["status_code"] = status
+            outcome = classify(status, resp_headers, text)
+            if outcome.kind == "success":
+                result["ok"] = True
+            else:
+                result["error"] = outcome.error.replace(" La connexion a été mise en pause", "")
+    else:
+        msg = EmailMessage()
+        msg["To"] = conn.address
+        msg["Subject"] = f"[{company.name}] Test de connexion ged"
+        msg.set_content(f"Message de test envoyé par ged pour la connexion « {conn.name} » de "
+                        f"{company.name}. Aucun document n'est joint.")
+        try:
+            mail.send(msg, timeout=cfg.delivery_timeout)
+            result["ok"] = True
+        except (mail.MailNotConfigured, smtplib.SMTPException, OSError) as exc:
+            result["error"] = _smtp_outcome(exc).error
+    result["elapsed_ms"] = int((time.monotonic() - started) * 1000)
+    return result
+
+
+test.__test__ = False  # not a pytest test, despite its name
+
+
+# --- the tool's answers -------------------------------------------------------------------
+
+
+def authenticate_status(delivery_id: str, headers, body: bytes) -> tuple[Delivery, Connection, str]:
+    """Check a tool's status message as API.md says: the delivery exists and is an http
+    one, the Standard Webhooks signature is that of its connection (current or
+    previous secret), the timestamp is within 5 minutes. Returns (delivery, connection,
+    webhook-id); raises NotFound or Unauthorized. A signature valid for another
+    connection of the firm is NotFound: a tool sees only its own deliveries."""
+    delivery = Delivery.get_or_none(Delivery.id == str(delivery_id))
+    conn = Connection.get_or_none(Connection.id == delivery.connection_id) if delivery else None
+    if conn is None or conn.kind != "http":
+        raise NotFound("Delivery not found.")
+    msg_id = headers.get("webhook-id", "")
+    timestamp = headers.get("webhook-timestamp", "")
+    signature = headers.get("webhook-signature", "")
+    if not (msg_id and timestamp and signature) or len(msg_id) > 200:
+        raise Unauthorized("Sign the message with the webhook-id, webhook-timestamp and "
+                           "webhook-signature headers (Standard Webhooks).", "missing_signature")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise Unauthorized("webhook-timestamp must be Unix seconds.", "bad_timestamp") from None
+    if abs(time.time() - sent_at) > STATUS_TOLERANCE:
+        raise Unauthorized("The webhook-timestamp is more than 5 minutes away from now.",
+                           "stale_timestamp")
+    if signature_matches(signing_secrets(conn), msg_id, timestamp, body, signature):
+        return delivery, conn, msg_id
+    others = Connection.select().where((Connection.firm == conn.firm_id) & (Connection.kind == "http")
+                                       & (Connection.id != conn.id) & Connection.deleted_at.is_null())
+    if any(signature_matches(signing_secrets(o), msg_id, timestamp, body, signature) for o in others):
+        raise NotFound("Delivery not found.")
+    raise Unauthorized("The signature does not match this delivery's connection.", "bad_signature")
+
+
+def remember_message(conn: Connection, msg_id: str) -> bool:
+    """Remember a status message's webhook-id for the tolerance window; False if it was
+    already seen (a replay)."""
+    key = f"ged:status-seen:{conn.id}:{hashlib.sha256(msg_id.encode()).hexdigest()[:32]}"
+    return bool(queue.connection().set(key, "1", nx=True, ex=2 * STATUS_TOLERANCE + 60))
+
+
+def record_verdict(delivery: Delivery, conn: Connection, status: str,
+                   message: str | None) -> Delivery:
+    """The tool's verdict on a delivery it received. ``validated`` and ``rejected`` are
+    final: a repeated verdict changes nothing, a contrary one is a Conflict."""
+    from .errors import Conflict
+
+    if status not in VERDICTS:
+        raise Invalid('status must be "validated" or "rejected".', "invalid_status")
+    message = (message or "").strip()[:2000] or None
+    now = utcnow()
+    # Any state the tool can have received the document in: it may answer before our
+    # worker has recorded its 2xx, or after our side timed out.
+    movable = Delivery.status.in_(("queued", "sending", "accepted", "failed"))
+    with transaction():
+        moved = Delivery.update(status=status, message=message, updated_at=now).where(
+            (Delivery.id == delivery.id) & movable & (Delivery.attempts > 0)).execute()
+        if moved:
+            if status == "validated":
+                _mark_success(delivery, now)
+            audit.record(f"outil « {conn.name} »", f"delivery.{status}", delivery, firm_only=True,
+                         details={"document_id": delivery.document_id,
+                                  "connection_id": conn.id, "message": message})
+    current = Delivery.get_by_id(delivery.id)
+    if not moved and current.status in VERDICTS and current.status != status:
+        raise Conflict(f"This delivery is already {current.status}; a verdict is final.",
+                       "already_final")
+    if not moved and current.status not in VERDICTS:
+        raise Conflict("This delivery has not been sent yet.", "not_sent")
+    return current
