@@ -1,0 +1,558 @@
+"""Full-text search: THE seam between ged and a search engine.
+
+The rest of ged calls only this module: ``index_dirty`` (jobs on the ``index``
+queue), ``remove_document``, ``query`` (API and web page), ``reindex`` (the
+command) and ``init_backend``. The engine is chosen by GED_SEARCH_BACKEND
+(``whoosh``: ``ged.search_whoosh``; ``postgres``: ``ged.search_postgres``), and
+receives only engine-neutral things: ``IndexDoc`` rows read from the database
+(the source of truth), a ``ParsedQuery`` and a ``Scope``.
+
+Permissions are never part of the query text: ``scope_for`` computes, from
+``ged.permissions``, which companies and folder subtrees the caller may see, and
+the engine applies that as separate filters. The hits are then checked again
+against the database, so a stale index can never show what the caller may not see.
+
+Query syntax (the same for every engine): words (all required), ``"exact
+phrases"``, ``prefix*``, ``-excluded``, ``a OU b`` / ``a OR b``, and the fields
+``nom:``, ``dossier:``, ``facture:`` (name, folder names, invoice data).
+Anything else, ``company_id:*`` included, is just words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import re
+from dataclasses import dataclass, field
+
+import click
+import peewee as pw
+
+from . import permissions, runtime
+from .db import db
+from .errors import Invalid
+from .models import Blob, Document, Firm, Folder, User
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 500
+MAX_CLAUSES = 32
+MAX_OFFSET = 10_000
+INDEX_JOB_WAIT = 60  # seconds an index job waits for another writer before retrying later
+LOAD_CHUNK = 1000
+
+# --- the query language ----------------------------------------------------------------
+
+FIELD_ALIASES = {"nom": "name", "name": "name", "dossier": "folder", "folder": "folder",
+                 "facture": "invoice", "invoice": "invoice", "contenu": "content",
+                 "content": "content", "texte": "content", "text": "content"}
+OR_WORDS = {"OU", "OR"}
+_TOKEN = re.compile(r'(-?)(?:(\w+):)?(?:"([^"]*)"?|(\S+))')
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One part of a user query: a word, an exact phrase or a prefix, in one field
+    (None: every text field)."""
+
+    kind: str  # word | phrase | prefix
+    text: str
+    field: str | None = None
+
+
+@dataclass
+class ParsedQuery:
+    """AND of ``groups`` (each an OR of clauses), minus any ``negated`` clause."""
+
+    groups: list[list[Clause]] = field(default_factory=list)
+    negated: list[Clause] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.groups
+
+
+def parse(q: str) -> ParsedQuery:
+    """Parse the user's query string; never raises on odd input, only on abuse."""
+    q = (q or "").strip()
+    if len(q) > MAX_QUERY_CHARS:
+        raise Invalid(f"The query is longer than {MAX_QUERY_CHARS} characters.", "query_too_long")
+    parsed = ParsedQuery()
+    pending_or = False
+    count = 0
+    for m in _TOKEN.finditer(q.replace("(", " ").replace(")", " ")):
+        negated, fname, phrase, word = m.group(1), m.group(2), m.group(3), m.group(4)
+        if word in OR_WORDS and not fname and not negated:
+            pending_or = bool(parsed.groups)
+            continue
+        fieldname = FIELD_ALIASES.get(fname.lower()) if fname else None
+        if fname and fieldname is None:
+            # Not one of ours (company_id:*, type:...): the text is just words.
+            word = f"{fname} {word or phrase or ''}"
+            phrase = None
+        clauses = []
+        if phrase is not None:
+            if phrase.strip():
+                clauses.append(Clause("phrase", phrase.strip(), fieldname))
+        else:
+            for piece in (word or "").split():
+                # Only a trailing * is a prefix; other wildcard characters separate words.
+                is_prefix = piece.endswith("*") and len(piece.rstrip("*")) > 0
+                for part in filter(None, re.split(r"[*?]+", piece)):
+                    clauses.append(Clause("word", part, fieldname))
+                if is_prefix and clauses:
+                    clauses[-1] = Clause("prefix", clauses[-1].text, fieldname)
+        for clause in clauses:
+            count += 1
+            if count > MAX_CLAUSES:
+                raise Invalid(f"At most {MAX_CLAUSES} words per query.", "query_too_long")
+            if negated:
+                parsed.negated.append(clause)
+            elif pending_or and parsed.groups:
+                parsed.groups[-1].append(clause)
+            else:
+                parsed.groups.append([clause])
+            pending_or = False
+    return parsed
+
+
+# --- who may see what ------------------------------------------------------------------
+
+
+@dataclass
+class Scope:
+    """What one search may return, as filters: companies (None: the whole firm),
+    folder subtrees hidden from the caller, and the caller's own filters."""
+
+    firm_id: str
+    company_ids: list[str] | None
+    hidden_folder_ids: list[str]
+    hidden_prefixes: list[str]
+    folder_id: str | None = None
+    folder_prefix: str | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    type: str | None = None
+
+
+TYPES = ("pdf", "image", "text", "xml", "office", "invoice")
+
+
+def scope_for(user: User, *, company_id=None, folder_id=None, date_from=None, date_to=None,
+              type=None) -> Scope:
+    """The scope of a search by ``user`` with the given filters (NotFound for a company
+    or folder the user may not see, Invalid for a bad filter)."""
+    if type is not None and type not in TYPES:
+        raise Invalid(f"type must be one of: {', '.join(TYPES)}.", "invalid_type")
+    if date_from and date_to and date_from > date_to:
+        raise Invalid("from must not be after to.", "invalid_dates")
+    folder = None
+    if folder_id:
+        folder = permissions.folder_for(user, folder_id)
+        company_ids = [folder.company_id]
+        if company_id and str(company_id) != folder.company_id:
+            company_ids = []  # a folder of another company: nothing matches both
+    elif company_id:
+        company_ids = [permissions.company_for(user, company_id).id]
+    elif user.role == "admin":
+        company_ids = None
+    else:
+        company_ids = permissions.visible_company_ids(user)
+    prefixes = permissions.hidden_prefixes_in(user, company_ids) if company_ids != [] else []
+    return Scope(
+        firm_id=user.firm_id,
+        company_ids=company_ids,
+        hidden_folder_ids=[p.rstrip("/").rsplit("/", 1)[-1] for p in prefixes],
+        hidden_prefixes=prefixes,
+        folder_id=folder.id if folder else None,
+        folder_prefix=folder.path if folder else None,
+        date_from=date_from,
+        date_to=date_to,
+        type=type,
+    )
+
+
+# --- what is indexed -------------------------------------------------------------------
+
+
+@dataclass
+class IndexDoc:
+    """One document as the engines index it, read from the database."""
+
+    id: str
+    company_id: str
+    folder_ids: list[str]
+    folder_path: str
+    name: str
+    content_type: str
+    deposited_at: dt.datetime
+    text: str | None
+    facturx: dict | None
+
+
+def _folder_names(paths: list[str]) -> dict[str, str]:
+    ids = {part for p in paths for part in p.split("/") if part}
+    names = {}
+    ids = list(ids)
+    for i in range(0, len(ids), 500):
+        names.update(Folder.select(Folder.id, Folder.name).where(Folder.id.in_(ids[i:i + 500]))
+                     .tuples())
+    return names
+
+
+def _rows(where, limit: int | None = None) -> list[tuple]:
+    """(doc id, company, name, content type, deposited at, trashed at, folder path,
+    text, facturx) of the documents matching ``where``, by id."""
+    query = (Document.select(Document.id, Document.company, Document.name,
+                             Document.content_type, Document.deposited_at,
+                             Document.trashed_at, Folder.path, Blob.text, Blob.facturx)
+             .join(Folder, on=(Document.folder == Folder.id))
+             .switch(Document).join(Blob, on=(Document.blob == Blob.sha256))
+             .where(where).order_by(Document.id))
+    if limit:
+        query = query.limit(limit)
+    return list(query.tuples())
+
+
+def _index_docs(rows) -> list[IndexDoc]:
+    names = _folder_names([r[6] for r in rows])
+    docs = []
+    for doc_id, company_id, name, ctype, deposited, _trashed, path, text, facturx in rows:
+        ids = [part for part in path.split("/") if part]
+        docs.append(IndexDoc(
+            id=doc_id, company_id=company_id, folder_ids=ids,
+            folder_path="/" + "/".join(names.get(i, "") for i in ids[1:]),
+            name=name, content_type=ctype,
+            deposited_at=deposited, text=text, facturx=facturx))
+    return docs
+
+
+def _stream(firm_id: str, ids: list[str] | None = None):
+    """IndexDocs of the firm's live documents (or of ``ids``), read in chunks."""
+    if ids is not None:
+        for i in range(0, len(ids), LOAD_CHUNK):
+            chunk = ids[i:i + LOAD_CHUNK]
+            rows = [r for r in _rows(Document.id.in_(chunk)) if r[5] is None]
+            yield from _index_docs(rows)
+        return
+    last = ""
+    while True:
+        rows = _rows((Document.firm == firm_id) & Document.trashed_at.is_null()
+                     & (Document.id > last), limit=LOAD_CHUNK)
+        if not rows:
+            return
+        yield from _index_docs(rows)
+        last = rows[-1][0]
+
+
+class DocStream:
+    """All live documents of a firm for a rebuild: iterate it, or (for an engine that
+    builds in several processes) take ``ids()`` and ``load()`` a slice of them."""
+
+    def __init__(self, firm_id: str):
+        self.firm_id = firm_id
+
+    def __iter__(self):
+        return _stream(self.firm_id)
+
+    def ids(self) -> list[str]:
+        """The live documents' ids, in id order."""
+        return [r[0] for r in Document.select(Document.id).where(
+            (Document.firm == self.firm_id) & Document.trashed_at.is_null())
+            .order_by(Document.id).tuples()]
+
+    def load(self, ids: list[str]):
+        """IndexDocs of ``ids`` (those still live), in chunks."""
+        return _stream(self.firm_id, ids)
+
+
+# --- the engine ------------------------------------------------------------------------
+
+BACKENDS = {"whoosh": "ged.search_whoosh", "postgres": "ged.search_postgres"}
+
+
+def backend():
+    """The engine module named by GED_SEARCH_BACKEND."""
+    name = runtime.config().search_backend
+    if name not in BACKENDS:
+        raise RuntimeError(f"unknown GED_SEARCH_BACKEND {name!r} (whoosh or postgres)")
+    return importlib.import_module(BACKENDS[name])
+
+
+def init_backend() -> None:
+    """Prepare the engine (``ged init``): directories, extensions, indexes."""
+    backend().init()
+
+
+def writer_lock(firm_id: str, wait: float = 1800):
+    """One writer per firm index across every worker and host (a Redis lock with expiry)."""
+    from . import queue
+
+    return queue.connection().lock(f"ged:search:writer:{firm_id}", timeout=1800,
+                                   blocking_timeout=wait, thread_local=False)
+
+
+class Busy(Exception):
+    """Another process is writing this firm's index (a rebuild, most likely)."""
+
+
+def _claimed_key(firm_id: str) -> str:
+    return f"ged:search:claimed:{firm_id}"
+
+
+class _Locked:
+    """Hold the firm's writer lock; give back documents a crashed writer had claimed."""
+
+    def __init__(self, firm_id: str, wait: float = 1800):
+        self.firm_id = firm_id
+        self.lock = writer_lock(firm_id, wait)
+
+    def __enter__(self):
+        from . import queue
+
+        if not self.lock.acquire():
+            raise Busy(f"the search index of firm {self.firm_id} is being written")
+        conn = queue.connection()
+        orphans = [m.decode() for m in conn.smembers(_claimed_key(self.firm_id))]
+        if orphans:
+            _mark_dirty(orphans)
+            conn.delete(_claimed_key(self.firm_id))
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.lock.release()
+        except Exception:  # noqa: BLE001 - expired: the next writer simply goes ahead
+            pass
+
+
+def _mark_dirty(ids: list[str]) -> None:
+    for i in range(0, len(ids), 500):
+        Document.update(index_dirty=True).where(Document.id.in_(ids[i:i + 500])).execute()
+
+
+def _claim(firm_id: str, ids: list[str]) -> None:
+    """Clear the dirty flags we are about to index, remembering them in Redis until the
+    commit: a change made meanwhile sets the flag again, and a crash gives them back."""
+    from . import queue
+
+    if not ids:
+        return
+    conn = queue.connection()
+    for i in range(0, len(ids), 5000):
+        conn.sadd(_claimed_key(firm_id), *ids[i:i + 5000])
+    conn.expire(_claimed_key(firm_id), 7 * 86400)
+    for i in range(0, len(ids), 500):
+        Document.update(index_dirty=False).where(Document.id.in_(ids[i:i + 500])).execute()
+
+
+def _release(firm_id: str) -> None:
+    from . import queue
+
+    queue.connection().delete(_claimed_key(firm_id))
+
+
+def index_dirty(firm_id: str) -> int:
+    """Index every document of the firm marked dirty, in ONE writer commit (trashed ones
+    are removed). Rebuilds the whole index when it is missing or unreadable."""
+    try:
+        with _Locked(firm_id, wait=INDEX_JOB_WAIT):
+            return _index_dirty(firm_id, backend())
+    except Busy:
+        # A rebuild holds the index: the flags stay set; come back after it.
+        from . import queue
+
+        queue.enqueue_in(30, "index", "ged.tasks.index_firm", firm_id)
+        return 0
+
+
+def _index_dirty(firm_id: str, engine) -> int:
+    ids = [r[0] for r in Document.select(Document.id)
+           .where((Document.firm == firm_id) & (Document.index_dirty == True))  # noqa: E712
+           .tuples()]
+    if not ids and engine.healthy(firm_id):
+        return 0
+    _claim(firm_id, ids)
+    try:
+        trashed = [r[0] for r in Document.select(Document.id).where(
+            Document.id.in_(ids) & Document.trashed_at.is_null(False)).tuples()] if ids else []
+        if not engine.exists(firm_id):
+            raise engine.NeedsRebuild("missing")
+        engine.write(firm_id, _stream(firm_id, ids), trashed)
+    except engine.NeedsRebuild as exc:
+        (log.info if str(exc) == "missing" else log.warning)(
+            "search index of firm %s %s: building it from the database", firm_id,
+            "not there" if str(exc) == "missing" else "unreadable")
+        _claim(firm_id, _all_ids(firm_id, dirty_only=True))
+        count = engine.rebuild(firm_id, DocStream(firm_id))
+        _release(firm_id)
+        return count
+    except BaseException:
+        _mark_dirty(ids)
+        _release(firm_id)
+        raise
+    _release(firm_id)
+    return len(ids)
+
+
+def _all_ids(firm_id: str, dirty_only: bool = False) -> list[str]:
+    where = Document.firm == firm_id
+    if dirty_only:
+        where &= Document.index_dirty == True  # noqa: E712
+    return [r[0] for r in Document.select(Document.id).where(where).tuples()]
+
+
+def remove_document(firm_id: str, document_id: str) -> None:
+    """Take one document out of the index (it was deleted for good)."""
+    engine = backend()
+    with _Locked(firm_id):
+        if engine.exists(firm_id):
+            try:
+                engine.write(firm_id, [], [document_id])
+            except engine.NeedsRebuild:
+                pass  # a rebuild reads the database, where the document no longer is
+
+
+def rebuild_firm(firm_id: str, progress=None) -> int:
+    """Rebuild one firm's index from the database."""
+    engine = backend()
+    with _Locked(firm_id):
+        _claim(firm_id, _all_ids(firm_id, dirty_only=True))
+        try:
+            count = engine.rebuild(firm_id, DocStream(firm_id), progress=progress)
+        except BaseException:
+            from . import queue
+
+            claimed = [m.decode() for m in queue.connection().smembers(_claimed_key(firm_id))]
+            _mark_dirty(claimed)
+            _release(firm_id)
+            raise
+        _release(firm_id)
+        return count
+
+
+def reindex(firm_id: str | None = None, progress: bool = True) -> dict[str, int]:
+    """Rebuild the index of one firm (or of every firm) from the database, with a
+    progress bar; searches keep using the old index until the new one is complete."""
+    from tqdm import tqdm
+
+    firms = [firm_id] if firm_id else [f.id for f in Firm.select(Firm.id).order_by(Firm.id)]
+    done = {}
+    for fid in firms:
+        total = Document.select().where((Document.firm == fid)
+                                        & Document.trashed_at.is_null()).count()
+        with tqdm(total=total, unit="doc", desc=f"index {fid}", disable=not progress) as bar:
+            done[fid] = rebuild_firm(fid, progress=bar.update)
+    return done
+
+
+# --- querying ----------------------------------------------------------------------------
+
+
+def _parse_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    if not cursor.isdigit() or int(cursor) > MAX_OFFSET:
+        raise Invalid("cursor is not valid.", "invalid_cursor")
+    return int(cursor)
+
+
+def query(user: User, q: str, *, company_id=None, folder_id=None, date_from=None, date_to=None,
+          type=None, limit: int = 20, cursor: str | None = None) -> dict:
+    """Search what ``user`` may see: ``{"total", "items": [{document_id, name, company_id,
+    folder_id, folder_path, snippet (HTML: escaped text and <mark> hits), score, ...}],
+    "next_cursor"}``, best first."""
+    parsed = parse(q)
+    if parsed.empty and not (q or "").strip():
+        raise Invalid("Type at least one word to search for.", "empty_query")
+    limit = max(1, min(int(limit), 100))
+    offset = _parse_cursor(cursor)
+    scope = scope_for(user, company_id=company_id, folder_id=folder_id, date_from=date_from,
+                      date_to=date_to, type=type)
+    if parsed.empty or scope.company_ids == []:
+        return {"total": 0, "items": [], "next_cursor": None}
+    engine = backend()
+    try:
+        total, hits = engine.search(user.firm_id, parsed, scope, offset=offset, limit=limit)
+    except engine.IndexUnavailable:
+        if not Document.select().where(Document.firm == user.firm_id).exists():
+            return {"total": 0, "items": [], "next_cursor": None}  # nothing indexed yet
+        _heal(user.firm_id)
+        raise
+    items = _items(user, scope, parsed, hits)
+    more = offset + limit < total and offset + limit <= MAX_OFFSET
+    return {"total": total, "items": items, "next_cursor": str(offset + limit) if more else None}
+
+
+def _heal(firm_id: str) -> None:
+    """A missing or damaged index: have the index job rebuild it from the database."""
+    from . import tasks
+
+    tasks.schedule_index(firm_id)
+
+
+def _items(user: User, scope: Scope, parsed: ParsedQuery, hits: list[tuple[str, float]]) -> list:
+    """The API items of the hits, read from the database and checked against it again."""
+    if not hits:
+        return []
+    engine = backend()
+    ids = [doc_id for doc_id, _score in hits]
+    rows = {r[0]: r for r in Document.select(
+        Document.id, Document.name, Document.company, Document.folder, Document.content_type,
+        Document.deposited_at, Document.trashed_at, Document.firm, Folder.path,
+        pw.fn.SUBSTR(Blob.text, 1, engine.EXCERPT_CHARS), Blob.facturx)
+        .join(Folder, on=(Document.folder == Folder.id))
+        .switch(Document).join(Blob, on=(Document.blob == Blob.sha256))
+        .where(Document.id.in_(ids)).tuples()}
+    names = _folder_names([r[8] for r in rows.values()])
+    allowed = set(scope.company_ids) if scope.company_ids is not None else None
+    items = []
+    for doc_id, score in hits:
+        row = rows.get(doc_id)
+        if row is None:
+            continue
+        (_id, name, company, folder, ctype, deposited, trashed, firm, path, text, _fx) = row
+        if (firm != user.firm_id or trashed is not None
+                or (allowed is not None and company not in allowed)
+                or any(path.startswith(p) for p in scope.hidden_prefixes)
+                or (scope.folder_prefix and not path.startswith(scope.folder_prefix))):
+            continue  # the index was behind the database: never show it
+        ids_in_path = [part for part in path.split("/") if part]
+        items.append({
+            "document_id": doc_id,
+            "name": name,
+            "company_id": company,
+            "folder_id": folder,
+            "folder_path": "/" + "/".join(names.get(i, "") for i in ids_in_path[1:]),
+            "content_type": ctype,
+            "deposited_at": deposited.isoformat(),
+            "snippet": engine.make_snippet(text, parsed, fallback=name),
+            "score": round(float(score), 4),
+        })
+    return items
+
+
+# --- command ------------------------------------------------------------------------------
+
+
+@click.command("reindex")
+@click.option("--firm", "firm_id", default=None, help="firm id (default: every firm)")
+def reindex_command(firm_id):
+    """Rebuild the search index from the database (the source of truth)."""
+    from .cli import _setup
+
+    _setup()
+    with db.connection_context():
+        if firm_id and not Firm.select().where(Firm.id == firm_id).exists():
+            raise click.ClickException(f"no firm {firm_id}")
+        init_backend()
+        done = reindex(firm_id, progress=True)
+    for fid, count in done.items():
+        click.echo(f"firm {fid}: {count} document(s) indexed")
+
+
+COMMANDS = [reindex_command]
+
+__all__ = ["Clause", "ParsedQuery", "Scope", "IndexDoc", "parse", "scope_for", "index_dirty",
+           "remove_document", "query", "reindex", "init_backend", "COMMANDS"]
