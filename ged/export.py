@@ -1,0 +1,252 @@
+"""Export (réversibilité): a company, or one folder and everything below it, handed
+back as a ZIP that is built while it streams.
+
+The archive holds the folder tree with every document under its own name (a
+clash in one directory, compared without case as Windows and macOS do, gets
+" (2)", " (3)"...), ``manifest.json`` and ``manifest.csv`` (one entry per document:
+its path in the archive, SHA-256, size, type, who deposited it, when and how,
+status, retention), and ``audit.jsonl`` (the company's audit trail, one event per
+line). Documents are read from the blob store chunk by chunk as the ZIP is
+written (no compression: PDFs and photos are already compressed), so memory stays
+flat whatever the size of the company, and the final size is known in advance.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import click
+from zipstream import ZipStream
+
+from . import audit, folders, permissions, runtime
+from .db import transaction
+from .models import AuditEvent, Company, Document, Folder, User, utcnow
+from .storage import iter_blob, staging_dir
+
+MANIFEST_FIELDS = ["path", "sha256", "size", "content_type", "deposited_at", "deposited_by",
+                   "deposited_by_name", "channel", "status", "retain_until", "legal_hold",
+                   "document_id", "name", "folder_path"]
+RESERVED = ("manifest.json", "manifest.csv", "audit.jsonl")
+
+
+@dataclass
+class Export:
+    """A ready-to-stream export: iterate ``chunks()`` once; ``size`` is its exact length."""
+
+    stream: ZipStream
+    filename: str
+    documents: int
+    document_bytes: int
+    _closers: list
+
+    @property
+    def size(self) -> int:
+        return len(self.stream)
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            yield from self.stream
+        finally:
+            for closer in self._closers:
+                closer.close()
+
+
+class _Names:
+    """Unique names per archive directory, compared without case."""
+
+    def __init__(self):
+        self.taken: dict[str, set[str]] = defaultdict(set)
+
+    def claim(self, directory: str, name: str) -> str:
+        used = self.taken[directory]
+        candidate, number = name, 1
+        stem, ext = os.path.splitext(name)
+        if not stem:  # a name like ".pdf" has no stem to number
+            stem, ext = name, ""
+        while candidate.lower() in used:
+            number += 1
+            candidate = f"{stem} ({number}){ext}"
+        used.add(candidate.lower())
+        return candidate
+
+
+def build(user: User | None, company: Company, folder: Folder | None = None) -> Export:
+    """Plan the export of ``company`` (or of ``folder`` and below) and record it in
+    the audit trail. ``user`` is a firm user (the API) or None (the `ged export`
+    command); trashed folders and documents are left out."""
+    if user is not None:
+        permissions.require_role(user, "admin", "staff",
+                                 message="Only the firm may export a company's documents.")
+        hidden = permissions.hidden_prefixes(user, company.id)
+    else:
+        hidden = [f.path for f in Folder.select(Folder.path).where(
+            (Folder.company == company.id) & Folder.trashed_at.is_null(False))]
+    top = folder or folders.root_of(company)
+    names = _Names()
+    for reserved in RESERVED:
+        names.claim("", reserved)
+
+    tree = [f for f in folders.subtree(top).order_by(Folder.depth, Folder.name, Folder.id)
+            if not any(f.path.startswith(p) for p in hidden)]
+    directory: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    base_path = folders.display_path(top)
+    for f in tree:
+        if f.id == top.id:
+            directory[f.id] = "" if folder is None else names.claim("", f.name) + "/"
+            paths[f.id] = base_path
+        elif f.parent_id in directory:
+            parent = directory[f.parent_id]
+            directory[f.id] = parent + names.claim(parent, f.name) + "/"
+            paths[f.id] = paths[f.parent_id].rstrip("/") + "/" + f.name
+
+    docs = list(Document.select().where(Document.folder.in_(list(directory))
+                                        & Document.trashed_at.is_null())
+                .order_by(Document.deposited_at, Document.id))
+    stream = ZipStream(sized=True)
+    for f in tree:
+        if directory.get(f.id):
+            stream.mkdir(directory[f.id])
+    store = runtime.store()
+    entries = []
+    for doc in docs:
+        where = directory[doc.folder_id]
+        path = where + names.claim(where, doc.name)
+        stream.add(iter_blob(store, doc.blob_id), path, size=doc.size)
+        entries.append(_entry(doc, path, paths[doc.folder_id]))
+
+    exported_at = utcnow()
+    with transaction():
+        audit.record(user or "ged export", "company.exported", company, firm=company.firm_id,
+                     details={"folder_id": folder.id if folder else None,
+                              "documents": len(docs)})
+    manifest = {
+        "company": {"id": company.id, "name": company.name, "siren": company.siren},
+        "folder": {"id": top.id, "path": base_path} if folder else None,
+        "exported_at": exported_at.isoformat(),
+        "documents": entries,
+    }
+    stream.add(json.dumps(manifest, ensure_ascii=False, indent=1).encode(), "manifest.json")
+    stream.add(_csv(entries), "manifest.csv")
+    trail, size = _audit_trail(company)
+    stream.add(_iter_file(trail), "audit.jsonl", size=size)
+    return Export(stream, _filename(company, folder), len(docs), sum(d.size for d in docs),
+                  [trail])
+
+
+def _entry(doc: Document, path: str, folder_path: str) -> dict:
+    return {
+        "path": path,
+        "sha256": doc.blob_id,
+        "size": doc.size,
+        "content_type": doc.content_type,
+        "deposited_at": doc.deposited_at.isoformat(),
+        "deposited_by": doc.deposited_by_id,
+        "deposited_by_name": doc.deposited_by_label,
+        "channel": doc.channel,
+        "status": doc.status,
+        "retain_until": doc.retain_until.isoformat() if doc.retain_until else None,
+        "legal_hold": doc.legal_hold,
+        "document_id": doc.id,
+        "name": doc.name,
+        "folder_path": folder_path,
+    }
+
+
+def _csv(entries: list[dict]) -> bytes:
+    """The manifest for spreadsheets: UTF-8 with a BOM and ";" separators, which is
+    what a French Excel opens correctly with a double click."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=MANIFEST_FIELDS, delimiter=";",
+                            lineterminator="\r\n")
+    writer.writeheader()
+    for entry in entries:
+        writer.writerow({k: ("" if entry[k] is None else entry[k]) for k in MANIFEST_FIELDS})
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _audit_trail(company: Company):
+    """The company's audit events, one JSON object per line, spooled to an
+    anonymous temporary file (so its size is known and memory stays flat)."""
+    trail = tempfile.TemporaryFile(dir=staging_dir(runtime.config().data_dir))
+    query = AuditEvent.select().where(AuditEvent.company_id == company.id).order_by(AuditEvent.seq)
+    for event in query.iterator():
+        line = audit.to_dict(event)
+        line["prev_hash"], line["hash"] = event.prev_hash, event.hash
+        trail.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+    size = trail.tell()
+    trail.seek(0)
+    return trail, size
+
+
+def _iter_file(fh, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    while True:
+        data = fh.read(chunk)
+        if not data:
+            return
+        yield data
+
+
+def _filename(company: Company, folder: Folder | None) -> str:
+    label = company.name + (f" - {folder.name}" if folder else "")
+    ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
+    ascii_label = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_label).strip("-") or "export"
+    return f"export-{ascii_label}-{utcnow():%Y%m%d}.zip"
+
+
+def write(export: Export, out: Path, progress=None) -> int:
+    """Write an export to ``out`` (through a temporary file renamed at the end, so a
+    failed export never leaves a truncated ZIP behind); returns the bytes written."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    written = 0
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in export.chunks():
+                fh.write(chunk)
+                written += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written
+
+
+@click.command("export")
+@click.option("--company", "company_id", required=True, help="company id")
+@click.option("--folder", "folder_id", default=None, help="only this folder and below")
+@click.argument("out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+def export_command(company_id, folder_id, out):
+    """Export a company's documents (or one folder's) as a ZIP with its manifests."""
+    from tqdm import tqdm
+
+    from .cli import _setup
+
+    _setup()
+    company = Company.get_or_none(Company.id == company_id)
+    if company is None:
+        raise click.ClickException("no such company")
+    folder = None
+    if folder_id:
+        folder = Folder.get_or_none((Folder.id == folder_id) & (Folder.company == company.id))
+        if folder is None or folder.trashed_at is not None:
+            raise click.ClickException("no such folder in this company")
+    export = build(None, company, folder)
+    with tqdm(total=export.size, unit="B", unit_scale=True, unit_divisor=1024,
+              desc="export", disable=None) as bar:
+        written = write(export, out, bar.update)
+    click.echo(f"{export.documents} document(s), {written} bytes written to {out}")
