@@ -4,7 +4,6 @@
   "use strict";
   var form = document.getElementById("upload-form");
   if (!form) return;
-  var input = document.getElementById("file-input");
   var list = document.getElementById("upload-progress");
   var submit = document.getElementById("upload-submit");
   var token = form.querySelector("input[name=csrf_token]").value;
@@ -75,7 +74,13 @@
     });
   }
 
-  input.addEventListener("change", function () { if (input.files.length) sendAll(input.files); input.value = ""; });
+  // The file chooser and the camera (phones) feed the same uploader.
+  form.querySelectorAll("input[type=file]").forEach(function (field) {
+    field.addEventListener("change", function () {
+      if (field.files.length) sendAll(field.files);
+      field.value = "";
+    });
+  });
   ["dragenter", "dragover"].forEach(function (ev) {
     form.addEventListener(ev, function (e) { e.preventDefault(); form.classList.add("dragover"); });
   });

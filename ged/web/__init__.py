@@ -23,7 +23,7 @@ ERROR_FR = {
     "unsupported_type": "Ce type de fichier n'est pas accepté (PDF, images, documents "
                         "bureautiques, XML, CSV ou texte).",
     "content_mismatch": "Le contenu du fichier ne correspond pas à son extension.",
-    "invalid_name": "Le nom du fichier n'est pas valide (caractères interdits ou trop long).",
+    "invalid_name": "Ce nom n'est pas valide (caractères interdits ou trop long).",
     "image_too_large": "L'image est trop grande (nombre de pixels excessif).",
     "corrupt_file": "Le fichier est endommagé et ne peut pas être lu.",
     "encrypted_pdf": "Ce PDF est protégé par un mot de passe ; retirez la protection puis "
@@ -38,6 +38,15 @@ ERROR_FR = {
 def french(exc: GedError) -> str:
     """The French sentence for a domain error shown on a page."""
     return ERROR_FR.get(exc.code, exc.message)
+
+
+def return_to(default: str) -> str:
+    """The form's ``next`` field when it is a path on this site, else ``default``
+    (so a crafted form cannot send the user elsewhere)."""
+    target = request.form.get("next", "")
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
 
 
 def brand_firm() -> Firm | None:
@@ -55,6 +64,52 @@ def _inject():
                                                and permissions.is_firm_user(current_user))}
 
 
+SESSION_REVOKED = "ged:session:revoked:"
+SESSION_DAYS = 31  # Flask's permanent-session lifetime: a revoked id is kept that long
+
+
+def begin_session(user) -> None:
+    """Log ``user`` in with a fresh session id, which logging out revokes server-side
+    (a signed cookie copied before the logout then stops working too)."""
+    import secrets
+
+    from flask import session
+
+    session.clear()
+    session["sid"] = secrets.token_hex(16)
+    login_user(user)
+
+
+def end_session() -> None:
+    from flask import session
+
+    from .. import queue
+
+    sid = session.get("sid")
+    if sid:
+        try:
+            queue.connection().set(SESSION_REVOKED + sid, "1", ex=SESSION_DAYS * 86400)
+        except Exception:  # noqa: BLE001 - the cookie is cleared anyway
+            pass
+    logout_user()
+    session.clear()
+
+
+def session_revoked() -> bool:
+    """True when the current session id was logged out (checked on every request)."""
+    from flask import session
+
+    from .. import queue
+
+    sid = session.get("sid")
+    if not sid:
+        return True
+    try:
+        return bool(queue.connection().exists(SESSION_REVOKED + sid))
+    except Exception:  # noqa: BLE001 - Redis down: sessions keep working, /readyz says why
+        return False
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
@@ -70,7 +125,7 @@ def login():
         except GedError as exc:
             error = french(exc)
             return render_template("login.html", error=error, email=email), exc.status
-        login_user(user)
+        begin_session(user)
         audit.record(user, "login.succeeded", user, firm_only=True,
                      details={"ip": request.remote_addr})
         target = request.args.get("next", "")
@@ -83,7 +138,7 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    logout_user()
+    end_session()
     flash("Vous êtes déconnecté.", "info")
     return redirect(url_for("web.login"))
 
@@ -204,9 +259,12 @@ def theme():
     """The firm's colours as CSS variables (the CSP forbids inline styles)."""
     import re
 
+    from ..firms import ink_for
+
     firm = brand_firm()
     color = firm.primary_color if firm and re.fullmatch(r"#[0-9a-fA-F]{6}", firm.primary_color or "") else "#1f4e79"
-    css = f":root {{ --brand: {color}; }}\n"
+    # --brand-ink: the text colour that stays readable on the brand colour.
+    css = f":root {{ --brand: {color}; --brand-ink: {ink_for(color)}; }}\n"
     return current_app.response_class(css, mimetype="text/css",
                                       headers={"Cache-Control": "no-cache"})
 
@@ -231,7 +289,7 @@ def register_pages() -> None:
     """Import the page modules that extend this blueprint."""
     import importlib
 
-    for name in ("admin", "staff", "search"):
+    for name in ("admin", "staff", "search", "archive"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
