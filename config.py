@@ -68,6 +68,9 @@ class Config:
     mail_from: str = "ged@localhost"
     smtpd_listen: str = "127.0.0.1:2525"
     mail_domain: str = "depot.localhost"
+    # authserv-ids of the MTA in front of `ged smtpd` whose Authentication-Results
+    # header (DKIM/DMARC/SPF) ged believes; empty = no e-mail sender is ever verified.
+    smtpd_trusted_authserv: list[str] = field(default_factory=list)
     delivery_retry_schedule: list[float] = field(
         default_factory=lambda: [10, 60, 300, 1800, 7200, 21600]
     )
@@ -105,6 +108,9 @@ class Config:
             mail_from=env.get("GED_MAIL_FROM", "ged@localhost"),
             smtpd_listen=env.get("GED_SMTPD_LISTEN", "127.0.0.1:2525"),
             mail_domain=env.get("GED_MAIL_DOMAIN", "depot.localhost"),
+            smtpd_trusted_authserv=[part.strip().lower() for part in
+                                    env.get("GED_SMTPD_TRUSTED_AUTHSERV", "").split(",")
+                                    if part.strip()],
             delivery_retry_schedule=_seconds_list(
                 env.get("GED_DELIVERY_RETRY_SCHEDULE"), [10, 60, 300, 1800, 7200, 21600]
             ),

@@ -75,6 +75,10 @@ def create_app(cfg: Config | None = None) -> Flask:
         user = User.get_or_none(User.id == user_id)
         if user is None or not user.active or str(user.session_version) != version:
             return None
+        from .web import session_revoked
+
+        if session_revoked():
+            return None
         return user
 
     @app.before_request

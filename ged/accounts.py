@@ -84,7 +84,7 @@ def create_firm(name: str, admin_email: str, admin_password: str, admin_name: st
         )
         audit.record("ged create-firm", "firm.created", firm, firm=firm, details={"name": name})
         audit.record("ged create-firm", "user.created", admin, firm=firm,
-                     details={"email": email, "role": "admin"})
+                     details={"role": "admin"})
     return firm, admin
 
 
@@ -112,12 +112,14 @@ def create_user(actor, firm: Firm, *, email: str, name: str, role: str,
             password_hash=hash_password(password) if password else None,
         )
         audit.record(actor, "user.created", user, firm=firm, company=company,
-                     details={"email": email, "role": role})
+                     details={"role": role})
     return user
 
 
 def set_active(actor, user: User, active: bool) -> User:
     """Enable or disable a user; disabling ends their sessions and tokens at once."""
+    if not active and getattr(actor, "id", None) == user.id:
+        raise Invalid("You cannot disable yourself.", "cannot_disable_self")
     with transaction():
         User.update(active=active, session_version=User.session_version + 1).where(
             User.id == user.id).execute()

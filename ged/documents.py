@@ -70,6 +70,7 @@ def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: 
     chain = folders.ancestors(folder)
     years = folders.retention_years(folder, chain)
     actor_label = label or (audit.actor_fields(actor)[1] if actor else "système")
+    firm_id = actor.firm_id if actor else Company.get_by_id(folder.company_id).firm_id
     created: list[Document] = []
     decided = []
     with transaction():
@@ -85,7 +86,7 @@ def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: 
                               & Document.trashed_at.is_null())
                        .order_by(Document.deposited_at).first())
             doc = Document.create(
-                firm=actor.firm_id if actor else Company.get_by_id(folder.company_id).firm_id,
+                firm=firm_id,
                 company=folder.company_id,
                 folder=folder.id,
                 name=name,
@@ -211,16 +212,26 @@ def set_hold(actor: User, doc: Document, hold: bool, reason: str | None) -> Docu
     return Document.get_by_id(doc.id)
 
 
-def delete_permanently(actor: User, doc: Document) -> None:
-    """Remove a document for good (admins): refused under retention or legal hold."""
+def blob_in_use(sha256: str) -> bool:
+    """True while a document or a firm's logo names these bytes."""
+    from .models import Firm
+
+    return (Document.select().where(Document.blob == sha256).exists()
+            or Firm.select().where(Firm.logo_sha256 == sha256).exists())
+
+
+def delete_permanently(actor: User | str, doc: Document) -> None:
+    """Remove a document for good (admins, or the `ged purge` command given as a
+    string actor): refused under retention or legal hold."""
     from . import runtime
 
-    permissions.require_role(actor, "admin", message="Only an admin may delete permanently.")
+    if not isinstance(actor, str):
+        permissions.require_role(actor, "admin", message="Only an admin may delete permanently.")
     today = utcnow().date()
     company_hold = Company.select(Company.legal_hold).where(Company.id == doc.company_id).scalar()
     if doc.legal_hold or company_hold or (doc.retain_until and doc.retain_until >= today):
         raise Conflict(
-            f"This document is kept until {doc.retain_until.isoformat()}"
+            f"This document is kept until {doc.retain_until.isoformat() if doc.retain_until else 'further notice'}"
             + (" and is under a legal hold" if (doc.legal_hold or company_hold) else "")
             + "; it cannot be deleted permanently.",
             "under_retention",
@@ -231,11 +242,16 @@ def delete_permanently(actor: User, doc: Document) -> None:
                      details={"name": doc.name, "sha256": sha, "trashed_by": doc.trashed_by,
                               "trashed_at": doc.trashed_at.isoformat() if doc.trashed_at else None})
         doc.delete_instance(recursive=True)
-        orphan = not Document.select().where(Document.blob == sha).exists()
+        orphan = not blob_in_use(sha)
         if orphan:
             Blob.delete().where(Blob.sha256 == sha).execute()
     if orphan:
-        runtime.store().delete(sha)
+        store = runtime.store()
+        # A deposit of the same bytes may have found the file in place a moment ago
+        # and be about to name it; it refreshed the file's time, so a recent file is
+        # left for `ged fsck --repair`, which removes strays only once they are old.
+        if not getattr(store, "recently_written", lambda _sha: False)(sha):
+            store.delete(sha)
     from . import tasks
 
     tasks.schedule_unindex(doc.firm_id, doc.id)
@@ -243,8 +259,11 @@ def delete_permanently(actor: User, doc: Document) -> None:
 
 def listing(user: User, folder: Folder) -> list[Document]:
     """The documents of a folder, newest first (trashed ones excluded)."""
-    return list(Document.select().where((Document.folder == folder.id)
-                                        & Document.trashed_at.is_null())
+    # The blob fields document_dict reads come in the same query (never its text),
+    # not one query per document.
+    return list(Document.select(Document, Blob.sha256, Blob.facturx, Blob.text_error)
+                .join(Blob, on=(Document.blob == Blob.sha256))
+                .where((Document.folder == folder.id) & Document.trashed_at.is_null())
                 .order_by(Document.deposited_at.desc(), Document.id.desc()))
 
 

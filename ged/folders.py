@@ -148,7 +148,9 @@ def create_folder(actor, parent: Folder, name: str, *, firm_only: bool = False) 
     with transaction():
         _check_sibling_name(parent, name)
         folder = _new_folder(parent.company_id, parent, name, firm_only=firm_only)
-        audit.record(actor, "folder.created", folder, firm=actor.firm_id,
+        # The actor may be a command given as a string (`ged import`): the firm is the company's.
+        firm_id = Company.select(Company.firm).where(Company.id == parent.company_id).scalar()
+        audit.record(actor, "folder.created", folder, firm=firm_id, company=parent.company_id,
                      details={"name": name, "parent_id": parent.id})
     return folder
 
@@ -208,6 +210,9 @@ def _mark_subtree_dirty(folder: Folder) -> None:
     """Documents below a renamed or moved folder have a new path to index."""
     Document.update(index_dirty=True).where(
         Document.folder.in_(subtree_ids(Folder.get_by_id(folder.id)))).execute()
+    from . import tasks
+
+    tasks.schedule_index(Company.get_by_id(folder.company_id).firm_id)
 
 
 def set_firm_only(actor, folder: Folder, firm_only: bool) -> Folder:

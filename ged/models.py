@@ -335,6 +335,7 @@ class Delivery(BaseModel):
     class Meta:
         indexes = (
             (("status", "next_attempt_at"), False),
+            (("status", "updated_at"), False),  # the reconciler: oldest queued/sending first
             (("document", "connection"), False),
             (("company", "status"), False),
         )

@@ -57,3 +57,11 @@ def _after_create() -> None:
         db.execute_sql(
             "CREATE INDEX IF NOT EXISTS folder_path_pattern ON folder (path varchar_pattern_ops)"
         )
+        # Partial indexes for what the periodic reconciler and the trash look for:
+        # a few rows among millions, found without scanning the table.
+        db.execute_sql("CREATE INDEX IF NOT EXISTS blob_text_pending ON blob (sha256) "
+                       "WHERE text_status = 'pending'")
+        db.execute_sql("CREATE INDEX IF NOT EXISTS document_index_dirty ON document (firm_id) "
+                       "WHERE index_dirty")
+        db.execute_sql("CREATE INDEX IF NOT EXISTS document_trashed ON document "
+                       "(company_id, trashed_at) WHERE trashed_at IS NOT NULL")

@@ -97,6 +97,7 @@ class LocalBlobStore:
         target = self.path(sha256)
         if target.exists():
             os.unlink(src)
+            os.utime(target)  # marks it in use again: see recently_written()
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(src, "rb") as fh:
@@ -110,6 +111,16 @@ class LocalBlobStore:
 
     def open(self, sha256: str) -> BinaryIO:
         return open(self.path(sha256), "rb")
+
+    def recently_written(self, sha256: str, grace: float = 600) -> bool:
+        """True when the blob was stored (or found in place by a deposit) within ``grace``
+        seconds: a purge then leaves it for a later `ged fsck --repair`."""
+        import time
+
+        try:
+            return time.time() - self.path(sha256).stat().st_mtime < grace
+        except FileNotFoundError:
+            return False
 
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
@@ -134,6 +145,13 @@ class LocalBlobStore:
     def local_path(self, sha256: str) -> Path | None:
         """A filesystem path to the blob when the store has one (lets OCR read in place)."""
         return self.path(sha256)
+
+    def modified(self, sha256: str) -> float | None:
+        """When the blob was written (Unix time), None if it is missing (fsck's grace)."""
+        try:
+            return self.path(sha256).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def check(self) -> None:
         """Raise if the store cannot be written."""

@@ -10,6 +10,7 @@ worker, but a Redis lock with expiry makes it run once across the fleet.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from rq import SimpleWorker
@@ -19,18 +20,23 @@ from . import queue, runtime
 log = logging.getLogger(__name__)
 
 
+def once_across_fleet(name: str, interval: float) -> bool:
+    """True for the one process of the fleet that should run the periodic job ``name``
+    now: a Redis key with expiry (SET NX EX) lets at most one pass start per
+    ``interval``, whatever the number of workers and hosts. A holder killed mid-pass
+    blocks nobody past the expiry; a pass outliving it may overlap the next one,
+    which is harmless because periodic jobs are idempotent (see ged.tasks)."""
+    return bool(queue.connection().set(f"ged:periodic:{name}", os.getpid(), nx=True,
+                                       ex=max(int(interval), 1)))
+
+
 def _reconcile_loop(stop: threading.Event, interval: float) -> None:
     from . import tasks
-    from .db import db
 
     while not stop.wait(interval):
         try:
-            lock = queue.connection().set("ged:reconcile:lock", "1", nx=True,
-                                          ex=max(int(interval), 1))
-            if not lock:
-                continue
-            with db.connection_context():
-                tasks.reconcile.__wrapped__() if hasattr(tasks.reconcile, "__wrapped__") else tasks.reconcile()
+            if once_across_fleet("reconcile", interval):
+                tasks.reconcile()  # binds its own database connection
         except Exception:  # noqa: BLE001 - a failed pass is retried at the next tick
             log.exception("reconcile pass failed")
 

@@ -9,6 +9,7 @@ isolation tests, so a new route is covered without writing a new test.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from functools import wraps
@@ -77,18 +78,38 @@ def _authenticate():
     return accounts.user_for_token(header[7:].strip())
 
 
-def _json_body(schema: dict) -> dict:
+def _bounded_body() -> bytes:
+    """The raw request body, refused past MAX_JSON_BYTES before it is all in memory
+    (a chunked body announces no length to check first). Kept for views that
+    verify a signature over the raw bytes (``request.get_data()``)."""
     if request.content_length and request.content_length > MAX_JSON_BYTES:
         raise TooLarge("The JSON body is larger than 1 MB.", "body_too_large")
-    data = request.get_json(silent=True, cache=False)
-    if data is None:
-        raw = request.get_data(cache=False)
-        if len(raw) > MAX_JSON_BYTES:
-            raise TooLarge("The JSON body is larger than 1 MB.", "body_too_large")
-        if not raw.strip():
-            data = {}
-        else:
-            raise Invalid("The body must be JSON (Content-Type: application/json).", "invalid_json")
+    raw = request.stream.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise TooLarge("The JSON body is larger than 1 MB.", "body_too_large")
+    request._cached_data = raw  # what request.get_data() returns from now on
+    return raw
+
+
+def _not_json(*_args):
+    raise ValueError("not JSON")
+
+
+def _json_body(schema: dict) -> dict:
+    raw = _bounded_body()
+    if not raw.strip():
+        data = {}
+    else:
+        bad = Invalid("The body must be JSON (Content-Type: application/json).", "invalid_json")
+        if not request.is_json:
+            raise bad
+        try:
+            # NaN and Infinity are not JSON; a deeply nested body must not exhaust the stack.
+            data = json.loads(raw, parse_constant=_not_json)
+            # A lone surrogate ("\ud800") parses but is not text any database can store.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError, UnicodeError):
+            raise bad from None
     try:
         jsonschema.validate(data, schema)
     except jsonschema.ValidationError as exc:
@@ -149,6 +170,13 @@ def api_error_for_path(exc):
                 413: "The request body is too large."}
     return error_response(exc.code, codes.get(exc.code, "http_error"),
                           messages.get(exc.code, exc.description))
+
+
+# The query parameters of a paginated list, as page_params() reads them: declared
+# once so the OpenAPI document says exactly what the server accepts.
+LIMIT_PARAM = {"type": "integer", "minimum": 1, "maximum": 500}
+CURSOR_PARAM = {"type": "string", "pattern": "^[0-9a-z]{1,64}$"}
+PAGE_QUERY = {"limit": LIMIT_PARAM, "cursor": CURSOR_PARAM}
 
 
 def page_params(default: int = 50):

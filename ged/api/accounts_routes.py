@@ -8,7 +8,7 @@ from .. import accounts, audit, companies, permissions
 from ..db import transaction
 from ..errors import Invalid, NotFound
 from ..models import ApiToken, AuditEvent, Company, User
-from . import page_params, paginate, route
+from . import PAGE_QUERY, page_params, paginate, route
 
 S = {"type": "string"}
 NAME = {"type": "string", "minLength": 1, "maxLength": 200}
@@ -86,7 +86,7 @@ def create_user(user, data):
 
 
 @route("GET", "/users", summary="The firm's users (admins)", roles=("admin",), tag="accounts",
-       query={"limit": {"type": "integer"}, "cursor": S},
+       query=PAGE_QUERY,
        responses={200: {"type": "object", "properties": {"items": {"type": "array"}}}})
 def list_users(user):
     permissions.require_role(user, "admin")
@@ -140,8 +140,7 @@ def create_company(user, data):
 
 
 @route("GET", "/companies", summary="The companies the caller may see", roles=("admin", "staff"),
-       tag="companies", query={"limit": {"type": "integer"}, "cursor": S,
-                               "status": {"enum": ["client", "prospect"]}},
+       tag="companies", query={**PAGE_QUERY, "status": {"enum": ["client", "prospect"]}},
        responses={200: {"type": "object", "required": ["items", "next_cursor"],
                         "properties": {"items": {"type": "array", "items": COMPANY_SCHEMA},
                                        "next_cursor": {"type": ["string", "null"]}}}})
@@ -188,7 +187,7 @@ def assign_staff(user, id, data):
 
 @route("GET", "/audit", summary="The audit trail, newest first (firm users)",
        roles=("admin", "staff"), tag="audit",
-       query={"company_id": S, "limit": {"type": "integer"}, "cursor": S},
+       query={"company_id": S, **PAGE_QUERY},
        responses={200: {"type": "object", "properties": {"items": {"type": "array"}}}})
 def audit_trail(user):
     permissions.require_role(user, "admin", "staff")

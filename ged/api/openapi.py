@@ -6,11 +6,14 @@ import re
 
 from flask import jsonify
 
+from ..documents import MAX_FILES_PER_DEPOSIT
 from . import ERROR_SCHEMA, ROUTES, route
 
 ERROR_STATUSES = {400: "Bad input", 401: "Missing or bad token", 403: "Role may not do this",
                   404: "Not found, or not visible to the caller", 409: "Conflict",
                   413: "Too large", 415: "Unsupported type", 429: "Too many attempts"}
+# Statuses only some routes answer, declared in their own ``responses``.
+ROUTE_STATUSES = {503: "A backing service is unavailable for now; try again shortly"}
 
 
 def build() -> dict:
@@ -21,7 +24,9 @@ def build() -> dict:
         params = [{"name": name, "in": "path", "required": True,
                    "schema": {"type": "string", "pattern": "^[0-9a-z]{1,64}$"}}
                   for name in re.findall(r"\{(\w+)\}", r.path)]
-        params += [{"name": name, "in": "query", "required": False, "schema": schema}
+        # A query parameter the route cannot do without says so with "x-required".
+        params += [{"name": name, "in": "query", "required": bool(schema.get("x-required")),
+                    "schema": {k: v for k, v in schema.items() if k != "x-required"}}
                    for name, schema in r.query.items()]
         if params:
             op["parameters"] = params
@@ -31,11 +36,13 @@ def build() -> dict:
         if r.multipart:
             op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
-                "properties": {"file": {"type": "array",
+                "properties": {"file": {"type": "array", "minItems": 1,
+                                        "maxItems": MAX_FILES_PER_DEPOSIT,
                                         "items": {"type": "string", "format": "binary"}}}}}}}
         responses = {}
         for status, schema in (r.responses or {200: None}).items():
-            entry: dict = {"description": "Success"}
+            entry: dict = {"description": "Success" if int(status) < 400
+                           else ROUTE_STATUSES.get(int(status), "Error")}
             if schema is not None:
                 entry["content"] = {"application/json": {"schema": schema}}
             responses[str(status)] = entry
