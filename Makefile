@@ -1,11 +1,12 @@
 # The two commands: `make run` (server with demo data on http://127.0.0.1:5000)
-# and `make test` (every test). `make bench` runs the benchmarks.
+# and `make test` (every test). `make bench` runs the benchmarks; `make bench-scale`
+# adds PostgreSQL at a million documents.
 VENV ?= .venv
 GED = $(VENV)/bin/ged
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test bench setup setup-test
+.PHONY: run test bench bench-scale setup setup-test
 
 run: setup
 	$(GED) init
@@ -17,6 +18,10 @@ test: setup-test
 
 bench: setup-test
 	$(VENV)/bin/python -m bench $(ARGS)
+
+# PostgreSQL at 1,000,000 documents (issue 10), merged into BENCHMARKS.md.
+bench-scale: setup-test
+	$(VENV)/bin/python -m bench --only pg_scale $(ARGS)
 
 setup:
 	scripts/setup.sh run

@@ -1,8 +1,11 @@
-"""`python -m bench [--quick] [--out FILE] [--only KEY,...] [--keep]`
+"""`python -m bench [--quick] [--scale] [--out FILE] [--only KEY,...] [--keep]`
 
 Runs every benchmark section, prints each table as it completes, and writes the
 report (by default BENCHMARKS.md at the project root for a full run; a quick run
-writes only when --out is given, so it never overwrites the real figures).
+writes only when --out is given, so it never overwrites the real figures). A full run
+measures the million-document PostgreSQL section only with --scale (it takes longer
+than the rest together); sections a run does not measure keep the figures of the
+BENCHMARKS.md they replace, marked as carried over.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from .harness import ROOT, Harness
-from .report import Section, machine, markdown, print_section
+from .report import Section, machine, markdown, previous_sections, print_section
 from .sections import ORDER
 
 
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the report (default: BENCHMARKS.md for a full run)")
     parser.add_argument("--only", default="",
                         help="comma-separated section keys: " + ", ".join(ORDER))
+    parser.add_argument("--scale", action="store_true",
+                        help="also measure PostgreSQL at 1,000,000 documents (about half an hour)")
     parser.add_argument("--keep", action="store_true", help="keep the run's temporary directory")
     args = parser.parse_args(argv)
     only = {k.strip() for k in args.only.split(",") if k.strip()}
@@ -59,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f"bench.sections.{name}")
             if only and module.KEY not in only and name not in only:
                 continue
+            if (getattr(module, "ON_REQUEST", False) and not args.quick and not args.scale
+                    and not only):
+                print(f"\n… {module.NUMBER}. {module.TITLE}: measured only with --scale; "
+                      "the report keeps the previous figures", flush=True)
+                continue
             sections.append(_run_section(harness, module))
             print_section(sections[-1])
             sys.stdout.flush()
@@ -69,10 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - t0
     sections.sort(key=lambda s: s.number)
     command = "python -m bench" + (" --quick" if args.quick else "") + \
+        (" --scale" if args.scale else "") + \
         (f" --only {args.only}" if args.only else "")
     if out:
+        carried = {}
+        if not args.quick and out.exists():
+            carried = previous_sections(out.read_text())
         text = markdown(sections, quick=args.quick, command=command, started=started,
-                        seconds=seconds, info=info, load_after=os.getloadavg())
+                        seconds=seconds, info=info, load_after=os.getloadavg(), carried=carried)
         out.write_text(text)
         print(f"\nreport written to {out}")
     print(f"total {seconds / 60:.1f} min")

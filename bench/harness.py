@@ -164,6 +164,10 @@ class Harness:
             conn.flushdb()
 
     def postgres_available(self) -> bool:
+        return self.postgres_reachable()
+
+    @staticmethod
+    def postgres_reachable() -> bool:
         try:
             import psycopg2
 

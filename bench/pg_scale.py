@@ -13,7 +13,7 @@ blob, as duplicates do), then measures p50/p95 of:
   document; with the RUM index and with GIN;
 - Whoosh at a size it handles, with the same queries.
 
-Sizes: full 1,000,000 documents (Whoosh 100,000); quick 20,000 (Whoosh 5,000).
+Sizes: full 1,000,000 documents (Whoosh 100,000); quick 5,000 (Whoosh 2,000).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ for extra in (ROOT, ROOT / "tests"):
 from bench.harness import PG_URL, percentile  # noqa: E402
 
 SIZES = {
-    True: dict(documents=20_000, companies=30, pool=2_000, whoosh=5_000, repeats=20),
+    True: dict(documents=5_000, companies=20, pool=1_000, whoosh=2_000, repeats=10),
     False: dict(documents=1_000_000, companies=300, pool=50_000, whoosh=100_000, repeats=100),
 }
 PASSWORD = "bench-password-2026"

@@ -155,9 +155,34 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def previous_sections(text: str) -> dict[int, dict]:
+    """The sections of an earlier BENCHMARKS.md, by number: their summary rows and their
+    body, so that a run which did not measure a section can carry its figures over."""
+    import re
+
+    found: dict[int, dict] = {}
+    date = re.search(r"^- \*\*Date\*\*: (.+?) \(", text, re.M)
+    commit = re.search(r"\(commit (\w+)\)", text)
+    stamp = f"{date.group(1) if date else 'an earlier run'}, commit {commit.group(1) if commit else '?'}"
+    for match in re.finditer(r"^## (\d+)\. .*?(?=^## \d+\. |\Z)", text, re.S | re.M):
+        number = int(match.group(1))
+        body = match.group(0).rstrip()
+        if "\n| " not in body:
+            continue  # not measured then either: nothing worth carrying
+        rows = [line for line in text.splitlines() if line.startswith(f"| {number} | ")]
+        if "_Carried over from" not in body:
+            body += f"\n\n_Carried over from the run of {stamp}: not measured in this run._"
+        found[number] = {"rows": rows, "body": body}
+    return found
+
+
 def markdown(sections: list[Section], *, quick: bool, command: str, started: dt.datetime,
-             seconds: float, info: dict, load_after: tuple) -> str:
-    """BENCHMARKS.md: machine, date, command, then every section and every missed target."""
+             seconds: float, info: dict, load_after: tuple,
+             carried: dict[int, dict] | None = None) -> str:
+    """BENCHMARKS.md: machine, date, command, then every section and every missed target.
+    ``carried`` holds sections of an earlier report that this run did not measure."""
+    carried = {n: c for n, c in (carried or {}).items()
+               if n not in {s.number for s in sections}}
     out = [
         "# Benchmarks",
         "",
@@ -181,7 +206,10 @@ def markdown(sections: list[Section], *, quick: bool, command: str, started: dt.
         "| # | figure | measure | ged | raw limit | ged / raw | target | met? |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for s in sections:
+    for s in _with_carried(sections, carried):
+        if isinstance(s, dict):
+            out += s["rows"]
+            continue
         if s.not_measured:
             out.append(f"| {s.number} | {s.title} | not measured: {_md(s.not_measured)} "
                        "| | | | | |")
@@ -191,7 +219,10 @@ def markdown(sections: list[Section], *, quick: bool, command: str, started: dt.
                 c = _cells(r)
                 out.append(f"| {s.number} | {s.title} | {_md(c[0])} | {c[1]} | {c[2]} | {c[3]} "
                            f"| {_md(c[4])} | {met_text(r)} |")
-    for s in sections:
+    for s in _with_carried(sections, carried):
+        if isinstance(s, dict):
+            out += ["", s["body"]]
+            continue
         out += ["", f"## {s.number}. {s.title}", ""]
         if s.not_measured:
             out.append(f"not measured: {s.not_measured}")
@@ -216,6 +247,12 @@ def markdown(sections: list[Section], *, quick: bool, command: str, started: dt.
         out.append(f"\n_{s.seconds:.0f} s for this section._")
     out.append("")
     return "\n".join(out)
+
+
+def _with_carried(sections: list[Section], carried: dict[int, dict]) -> list:
+    """This run's sections and the carried ones (dicts), in number order."""
+    items = [(s.number, s) for s in sections] + [(n, c) for n, c in carried.items()]
+    return [item for _n, item in sorted(items, key=lambda pair: pair[0])]
 
 
 def _md(text: str) -> str:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Sections that need only what the foundation provides: they must always have numbers.
 ALWAYS = {1: "Deposit", 2: "Switch cost", 3: "Raw RQ", 4: "Memory"}
 ALL = {**ALWAYS, 5: "Deposit to delivered", 6: "Forwarding throughput", 7: "OCR", 8: "Search",
-       9: "Export"}
+       9: "Export", 10: "PostgreSQL at"}
 NUMBER = re.compile(r"\d[\d ]*(\.\d+)? ?(ms|/s|MB/s|MB|s|%)")
 
 
@@ -75,3 +75,35 @@ def _processes_mentioning(text: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_a_section_not_measured_in_a_run_keeps_its_previous_figures():
+    """`make bench` without --scale rewrites BENCHMARKS.md but keeps the million-document
+    figures of the last `make bench-scale`, marked as carried over."""
+    import datetime as dt
+
+    sys.path.insert(0, str(ROOT))
+    from bench.report import Section, markdown, previous_sections
+
+    info = {"cores": 2, "ram_gb": 24.0, "cpu": "cpu", "kernel": "k", "python": "3.11",
+            "tesseract": "tesseract 5", "loadavg": (0.1, 0.1, 0.1)}
+    when = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+    scale = Section(10, "pg_scale", "PostgreSQL at 1 000 000 documents")
+    scale.add("RUM: firm-wide two words, p95", 123.0, "ms", 4.0, "< 300 ms", True)
+    first = markdown([scale], quick=False, command="python -m bench --only pg_scale",
+                     started=when, seconds=60, info=info, load_after=(0.1, 0.1, 0.1))
+    deposit = Section(1, "deposit", "Deposit")
+    deposit.add("SQLite: 1 client, p50", 12.0, "ms", 3.0, "< 30 ms", True)
+    second = markdown([deposit], quick=False, command="python -m bench", started=when,
+                      seconds=60, info=info, load_after=(0.1, 0.1, 0.1),
+                      carried=previous_sections(first))
+    assert "## 1. Deposit" in second and "## 10. PostgreSQL at 1 000 000 documents" in second
+    assert second.index("## 1. Deposit") < second.index("## 10. PostgreSQL")
+    assert "| 10 | PostgreSQL at 1 000 000 documents | RUM: firm-wide two words, p95 | 123 ms" \
+        in second
+    assert "_Carried over from the run of 2026-11-23 12:00 UTC" in second
+    # Measured again, the section replaces the carried one.
+    third = markdown([deposit, scale], quick=False, command="python -m bench --scale",
+                     started=when, seconds=60, info=info, load_after=(0.1, 0.1, 0.1),
+                     carried=previous_sections(second))
+    assert third.count("## 10. PostgreSQL") == 1 and "Carried over" not in third

@@ -4,7 +4,9 @@
 
 ``ORDER`` is the order they run in: the raw RQ figures first (forwarding is
 compared with them), memory last (it gathers what the others saw). The report
-prints them by number."""
+prints them by number. A module with ``ON_REQUEST = True`` (the million-document
+section) runs in a full run only when asked (``--scale`` or ``--only``); the report
+then carries over its figures from the previous BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import importlib
 import importlib.util
 
 ORDER = ["rq_raw", "deposit", "switch_cost", "delivery", "forwarding", "ocr", "search",
-         "export", "memory"]
+         "export", "pg_scale", "memory"]
 
 
 def missing_module(name: str, *attributes: str) -> str | None:
