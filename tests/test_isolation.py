@@ -241,12 +241,19 @@ def _web_rules(app, method: str):
             yield rule
 
 
+# Path parameters that are not ids: a fixed value, so the route is tried anyway.
+PLAIN_PARAMS = {"page": 1}
+
+
 def _web_url(app, rule, ids: dict) -> str | None:
     from flask import url_for
     from werkzeug.routing import BuildError
 
     values = {}
     for arg in rule.arguments:
+        if arg in PLAIN_PARAMS:
+            values[arg] = PLAIN_PARAMS[arg]
+            continue
         kind = KIND_BY_PARAM.get(arg)
         if kind is None:
             return None  # e.g. an invitation token: knowing it is the authorisation

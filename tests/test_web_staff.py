@@ -260,3 +260,42 @@ def test_a_client_sees_no_trace_of_integrations(web, world, linked, run_jobs):
         r = getattr(client, method)(url)
         assert r.status_code in (403, 404), url
         assert not FIRM_ONLY.search(r.get_data()), url
+
+
+def test_the_document_page_shows_each_page_of_a_pdf_and_a_tiff_as_images(web, world, run_jobs):
+    """Every browser sees the pages, PDF viewer or not: pages are rendered to PNG on the
+    server (in a child process), for who may see the document and no one else."""
+    from PIL import Image
+
+    from fixtures.documents import page_image
+
+    scans = [page_image([f"Facture scannée page {n}", "Total 12,00 EUR"], dpi=100)
+             for n in (1, 2, 3)]
+    tiff = io.BytesIO()
+    scans[0].save(tiff, "TIFF", save_all=True, append_images=scans[1:], compression="tiff_deflate")
+
+    achats = world.folder(world.company_a, "Dossier comptable annuel 2026", "Achats")
+    client = web(world.client_a)
+    pdf_id = deposit(client, achats, "releve.pdf", text_pdf("Relevé de compte", pages=2))
+    tif_id = deposit(client, achats, "scan.tif", tiff.getvalue())
+    run_jobs()  # extraction counts the pages
+    for doc_id, pages in ((pdf_id, 2), (tif_id, 3)):
+        page = client.get(f"/documents/{doc_id}").get_data(as_text=True)
+        shown = re.findall(rf'src="/documents/{doc_id}/apercu/(\d+)\.png"', page)
+        assert shown == [str(n) for n in range(1, pages + 1)], shown
+        assert "<iframe" not in page
+        first = client.get(f"/documents/{doc_id}/apercu/1.png")
+        assert first.status_code == 200 and first.mimetype == "image/png"
+        assert first.headers["Content-Security-Policy"] == "default-src 'none'"
+        image = Image.open(io.BytesIO(first.get_data())).convert("L")
+        assert 800 <= image.width <= 1000 and image.height > image.width  # a portrait page
+        assert min(image.getdata()) < 80  # the text is drawn, not a blank page
+        assert client.get(f"/documents/{doc_id}/apercu/{pages + 1}.png").status_code == 404
+    # A PNG has no page images: the image itself is the preview.
+    png_id = deposit(client, achats, "photo.png", png_bytes())
+    assert "/apercu/1.png" not in client.get(f"/documents/{png_id}").get_data(as_text=True)
+    assert client.get(f"/documents/{png_id}/apercu/1.png").status_code == 404
+    # Another company's client and an anonymous visitor get nothing.
+    other = web(world.client_b)
+    assert other.get(f"/documents/{pdf_id}/apercu/1.png").status_code == 404
+    assert web().get(f"/documents/{pdf_id}/apercu/1.png").status_code in (302, 401)

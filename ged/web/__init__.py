@@ -254,6 +254,20 @@ def preview(document_id):
     return response
 
 
+@bp.route("/documents/<document_id>/apercu/<int:page>.png")
+@login_required
+def preview_page(document_id, page):
+    """Page ``page`` of a PDF or TIFF rendered to PNG (see ged/previews.py)."""
+    from .. import previews
+
+    doc = permissions.document_for(current_user, document_id, include_trashed=True)
+    response = current_app.response_class(previews.render(doc, page), mimetype="image/png")
+    # A document's bytes never change; its permissions might, hence private and bounded.
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.headers["Content-Security-Policy"] = "default-src 'none'"
+    return response
+
+
 @bp.route("/marque/theme.css")
 def theme():
     """The firm's colours as CSS variables (the CSP forbids inline styles)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import deliveries, documents, folders, permissions, switches
+from .. import deliveries, documents, folders, permissions, previews, switches
 from ..errors import GedError, Invalid
 from ..models import AuditEvent, Blob, Company, Connection, Delivery, Document, Folder
 from . import ERROR_FR, bp, french, return_to
@@ -225,6 +225,8 @@ def document_page(document_id):
     context = {
         "doc": doc, "folder": folder, "chain": chain, "company": doc.company,
         "facturx": blob.facturx, "pages": blob.pages,
+        "page_images": previews.shown_pages(blob.pages)
+        if previews.previewable(doc.content_type) else 0,
         "may_trash": _may_trash(doc),
     }
     if is_firm:
