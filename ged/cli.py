@@ -196,6 +196,14 @@ def serve(host, port, web_workers, no_worker, no_smtpd):
         env["REDIS_URL"] = embedded.url
         click.echo(f"embedded Redis on {embedded.url}")
     env["GED_DATA_DIR"] = str(cfg.data_dir)
+    outbox = None
+    if not cfg.smtp_host:
+        from . import outbox as outbox_module
+
+        outbox = outbox_module.start(cfg.data_dir)
+        env.update(GED_SMTP_HOST="127.0.0.1", GED_SMTP_PORT=str(outbox.port), GED_SMTP_TLS="none")
+        click.echo(f"no GED_SMTP_HOST: outgoing mail is kept in "
+                   f"{outbox_module.outbox_dir(cfg.data_dir)} instead of being sent")
     children: list[subprocess.Popen] = []
     me = [sys.executable, "-m", "ged.cli"]
     if not no_worker:
@@ -221,6 +229,8 @@ def serve(host, port, web_workers, no_worker, no_smtpd):
                 child.kill()
         if embedded:
             embedded.stop()
+        if outbox:
+            outbox.stop()
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from . import accounts, companies
-from .models import Company, Firm, User
+from . import accounts, companies, integrations, switches
+from .models import Company, Firm, Folder, User
 
 FIRM_NAME = "Cabinet Démo"
 ADMIN = "admin@cabinet-demo.fr"
 STAFF = "collaborateur@cabinet-demo.fr"
 CLIENT = "client@boulangerie-martin.fr"
+TOOL_ADDRESS = "boulangerie-martin@collecte.jefacture.example"
 
 
 def ensure(password: str) -> list[tuple[str, str]]:
@@ -29,4 +30,13 @@ def ensure(password: str) -> list[tuple[str, str]]:
     companies.assign_staff(admin, garage, [staff.id])
     accounts.create_user(admin, firm, email=CLIENT, name="Claire Martin", role="client",
                          company=Company.get_by_id(bakery.id), password=password)
+    # The firm's pre-accounting tool, linked to the bakery, with its switch on Achats:
+    # what the client deposits there from now on is forwarded (in the embedded mode,
+    # to the outbox in the data dir, see ged/outbox.py).
+    tool = integrations.install(admin, firm, preset="jefacture", name="JeFacture.com")
+    link, _secret = integrations.connect(admin, bakery, tool, name="JeFacture.com",
+                                         address=TOOL_ADDRESS)
+    achats = (Folder.select().where((Folder.company == bakery.id) & (Folder.name == "Achats"))
+              .order_by(Folder.path).first())
+    switches.set_switch(admin, achats, link, "on")
     return logins
