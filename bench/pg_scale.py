@@ -181,7 +181,7 @@ class Run:
         n, companies_n, pool_n = self.size["documents"], len(self.companies), len(pool)
         with db.atomic():
             db.execute_sql("SET LOCAL synchronous_commit = off")
-            db.execute_sql(f"""
+            db.execute_sql("""
                 INSERT INTO document (id, firm_id, company_id, folder_id, name, sha256, size,
                     content_type, channel, deposited_at, deposited_by_label, status,
                     text_status, retain_until, legal_hold, index_dirty)

@@ -150,17 +150,10 @@ def import_command(src, company_id, folder_id):
     """Import a directory tree into a company's folders (resumable)."""
     from tqdm import tqdm
 
-    from .cli import _setup
+    from .cli import _setup, company_and_folder
 
     _setup()
-    company = Company.get_or_none(Company.id == company_id)
-    if company is None:
-        raise click.ClickException("no such company")
-    target = None
-    if folder_id:
-        target = Folder.get_or_none((Folder.id == folder_id) & (Folder.company == company.id))
-        if target is None or target.trashed_at is not None:
-            raise click.ClickException("no such folder in this company")
+    company, target = company_and_folder(company_id, folder_id)
     total = len(plan(src)[1])
     with tqdm(total=total, unit="file", desc="import", disable=None) as bar:
         report = import_tree(src, company, target, progress=bar.update)

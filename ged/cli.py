@@ -250,6 +250,22 @@ def serve(host, port, web_workers, no_worker, no_smtpd):
         stop()
 
 
+def company_and_folder(company_id: str, folder_id: str | None):
+    """The --company and --folder options of a command: (company, folder or None), or a
+    clear error when either does not exist (or the folder is in the trash)."""
+    from .models import Company, Folder
+
+    company = Company.get_or_none(Company.id == company_id)
+    if company is None:
+        raise click.ClickException("no such company")
+    folder = None
+    if folder_id:
+        folder = Folder.get_or_none((Folder.id == folder_id) & (Folder.company == company.id))
+        if folder is None or folder.trashed_at is not None:
+            raise click.ClickException("no such folder in this company")
+    return company, folder
+
+
 def _has_module(name: str) -> bool:
     import importlib.util
 

@@ -197,6 +197,31 @@ def _iter_file(fh, chunk: int = 256 * 1024) -> Iterator[bytes]:
         yield data
 
 
+def zip_response(user: User, company_id: str, folder_id: str | None):
+    """The HTTP reply of an export, for the API and the web page alike: permission
+    checks (firm users of the company; the folder must be the company's), then the
+    ZIP streamed as an attachment."""
+    from flask import Response
+
+    company = permissions.company_for(user, company_id)
+    permissions.require_role(user, "admin", "staff",
+                             message="Only the firm may export a company's documents.")
+    folder = None
+    if folder_id:
+        folder = permissions.folder_for(user, folder_id)
+        if folder.company_id != company.id:
+            from .errors import NotFound
+
+            raise NotFound("Folder not found.")
+    result = build(user, company, folder)
+    response = Response(result.chunks(), mimetype="application/zip", direct_passthrough=True)
+    response.headers["Content-Length"] = str(result.size)
+    response.headers.set("Content-Disposition", "attachment", filename=result.filename)
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def _filename(company: Company, folder: Folder | None) -> str:
     label = company.name + (f" - {folder.name}" if folder else "")
     ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
@@ -234,17 +259,10 @@ def export_command(company_id, folder_id, out):
     """Export a company's documents (or one folder's) as a ZIP with its manifests."""
     from tqdm import tqdm
 
-    from .cli import _setup
+    from .cli import _setup, company_and_folder
 
     _setup()
-    company = Company.get_or_none(Company.id == company_id)
-    if company is None:
-        raise click.ClickException("no such company")
-    folder = None
-    if folder_id:
-        folder = Folder.get_or_none((Folder.id == folder_id) & (Folder.company == company.id))
-        if folder is None or folder.trashed_at is not None:
-            raise click.ClickException("no such folder in this company")
+    company, folder = company_and_folder(company_id, folder_id)
     export = build(None, company, folder)
     with tqdm(total=export.size, unit="B", unit_scale=True, unit_divisor=1024,
               desc="export", disable=None) as bar:

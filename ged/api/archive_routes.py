@@ -3,7 +3,7 @@ hold) and for the e-mail drop addresses."""
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import jsonify, request
 
 from .. import archive, documents, export, folders, permissions, smtpd
 from ..errors import NotFound
@@ -27,21 +27,7 @@ HOLD_SCHEMA = {"type": "object", "required": ["id", "legal_hold"],
        query={"folder_id": {"type": "string", "description": "only this folder and below"}},
        responses={200: None})
 def export_company(user, id):
-    company = permissions.company_for(user, id)
-    permissions.require_role(user, "admin", "staff",
-                             message="Only the firm may export a company's documents.")
-    folder = None
-    if request.args.get("folder_id"):
-        folder = permissions.folder_for(user, request.args["folder_id"])
-        if folder.company_id != company.id:
-            raise NotFound("Folder not found.")
-    result = export.build(user, company, folder)
-    response = Response(result.chunks(), mimetype="application/zip", direct_passthrough=True)
-    response.headers["Content-Length"] = str(result.size)
-    response.headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return export.zip_response(user, id, request.args.get("folder_id"))
 
 
 @route("GET", "/companies/{id}/trash", summary="The company's trashed documents (firm users)",

@@ -9,7 +9,7 @@ trash page lives with the other staff pages (ged.web.staff).
 
 from __future__ import annotations
 
-from flask import Response, flash, g, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import archive, companies, export, folders, permissions, smtpd
@@ -62,18 +62,7 @@ def folder_archive(user, folder: Folder, chain: list[Folder]) -> dict:
 def company_export(company_id):
     """Download the company (or ``?folder_id=`` and below) as a ZIP, streamed."""
     _firm_user()
-    company = permissions.company_for(current_user, company_id)
-    folder = None
-    if request.args.get("folder_id"):
-        folder = permissions.folder_for(current_user, request.args["folder_id"])
-        if folder.company_id != company.id:
-            raise NotFound("Folder not found.")
-    result = export.build(current_user, company, folder)
-    response = Response(result.chunks(), mimetype="application/zip", direct_passthrough=True)
-    response.headers["Content-Length"] = str(result.size)
-    response.headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return export.zip_response(current_user, company_id, request.args.get("folder_id"))
 
 
 # --- the company's "Archivage" page -------------------------------------------------------------
