@@ -8,16 +8,20 @@ paths of the whole subtree in one UPDATE.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import peewee as pw
 
 from . import audit
 from .accounts import clean_name
-from .db import db, transaction
+from .db import db, is_sqlite, transaction
 from .errors import Conflict, Invalid, NotFound
 from .models import Company, Document, Firm, Folder, utcnow
 
 ROOT_NAME = "Documents"
+# A materialised path ("/" then ids, each followed by "/") holds no wildcard of GLOB
+# or LIKE, so a prefix of it needs no escaping.
+_PATH = re.compile(r"/[^*?\[\]%_\\]*")
 
 # The built-in annual template: (name, retention years or None, children).
 DEFAULT_TEMPLATE = {
@@ -46,13 +50,25 @@ def clean_folder_name(name: str | None) -> str:
         raise Invalid(exc.message.replace("file name", "folder name"), "invalid_name") from None
 
 
+def under(field, prefix: str) -> pw.Expression:
+    """``field`` starts with ``prefix`` (a materialised path), as a predicate the
+    engine answers from its index: GLOB on SQLite, case-sensitive LIKE on PostgreSQL
+    (served by the pattern-ops index). peewee's ``startswith`` would give ILIKE on
+    PostgreSQL, which no index serves: a scan of every folder of every firm."""
+    if not _PATH.fullmatch(prefix):
+        raise ValueError(f"not a folder path: {prefix!r}")
+    if is_sqlite():
+        return pw.Expression(field, "GLOB", prefix + "*")
+    return pw.Expression(field, pw.OP.LIKE, prefix + "%")
+
+
 def subtree(folder: Folder) -> pw.ModelSelect:
     """The folder and every folder below it, in one indexed query."""
-    return Folder.select().where(Folder.path.startswith(folder.path))
+    return Folder.select().where(under(Folder.path, folder.path))
 
 
 def subtree_ids(folder: Folder) -> pw.ModelSelect:
-    return Folder.select(Folder.id).where(Folder.path.startswith(folder.path))
+    return Folder.select(Folder.id).where(under(Folder.path, folder.path))
 
 
 def ancestor_ids(folder: Folder) -> list[str]:
@@ -198,7 +214,7 @@ def move(actor, folder: Folder, new_parent: Folder) -> Folder:
         Folder.update(
             path=pw.Value(new_prefix).concat(pw.fn.SUBSTR(Folder.path, len(old_prefix) + 1)),
             depth=Folder.depth + shift,
-        ).where(Folder.path.startswith(old_prefix)).execute()
+        ).where(under(Folder.path, old_prefix)).execute()
         Folder.update(parent=new_parent.id).where(Folder.id == folder.id).execute()
         audit.record(actor, "folder.moved", folder, firm=actor.firm_id,
                      details={"from_parent": folder.parent_id, "to_parent": new_parent.id})

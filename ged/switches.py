@@ -76,15 +76,15 @@ def effective_switches(folder: Folder, connections: list[Connection],
 def _affected(folder: Folder, connection: Connection) -> tuple[int, int]:
     """(subfolders that follow this folder's state, documents already in them)."""
     below = list(Switch.select(Switch, Folder).join(Folder).where(
-        (Switch.connection == connection.id) & Folder.path.startswith(folder.path)
+        (Switch.connection == connection.id) & folders.under(Folder.path, folder.path)
         & (Folder.id != folder.id)))
     tops = []
     for sw in sorted(below, key=lambda s: len(s.folder.path)):
         if not any(sw.folder.path.startswith(t) for t in tops):
             tops.append(sw.folder.path)
-    cond = Folder.path.startswith(folder.path)
+    cond = folders.under(Folder.path, folder.path)
     for prefix in tops:
-        cond &= ~Folder.path.startswith(prefix)
+        cond &= ~folders.under(Folder.path, prefix)
     followers = Folder.select(Folder.id).where(cond & Folder.trashed_at.is_null())
     subfolders = followers.count() - 1
     documents = Document.select().where(Document.folder.in_(followers)
