@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import os
 import logging
 import math
 import secrets
@@ -197,16 +198,28 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise last
 
 
+_CLIENTS: dict[tuple, httpx.Client] = {}
+
+
 def _client(cfg) -> httpx.Client:
-    transport = httpx.HTTPTransport(trust_env=False, retries=0)
-    # httpx has no hook on the connect step: give the transport a pool whose network
-    # backend checks every address it connects to.
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=2,
-        network_backend=_GuardedBackend(cfg.allow_private_targets))
-    return httpx.Client(transport=transport, follow_redirects=False, trust_env=False,
-                        timeout=httpx.Timeout(cfg.delivery_timeout,
-                                              connect=cfg.delivery_connect_timeout))
+    """The process's HTTP client for these settings, kept between deliveries: building
+    one loads the CA bundle (milliseconds each time), and a kept client reuses its
+    connections to a tool that receives many documents in a row."""
+    key = (os.getpid(), cfg.allow_private_targets, cfg.delivery_timeout,
+           cfg.delivery_connect_timeout)
+    client = _CLIENTS.get(key)
+    if client is None or client.is_closed:
+        transport = httpx.HTTPTransport(trust_env=False, retries=0)
+        # httpx has no hook on the connect step: give the transport a pool whose network
+        # backend checks every address it connects to.
+        transport._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=20,
+            keepalive_expiry=30.0, network_backend=_GuardedBackend(cfg.allow_private_targets))
+        client = httpx.Client(transport=transport, follow_redirects=False, trust_env=False,
+                              timeout=httpx.Timeout(cfg.delivery_timeout,
+                                                    connect=cfg.delivery_connect_timeout))
+        _CLIENTS[key] = client
+    return client
 
 
 # --- Standard Webhooks signatures ---------------------------------------------------------
@@ -315,15 +328,15 @@ def _post(cfg, url: str, headers: dict, body: _Multipart) -> tuple[int, httpx.He
                 raise AttemptTimeout()
             yield chunk
 
-    with _client(cfg) as client:
-        with client.stream("POST", url, headers=headers, content=bounded(body.chunks())) as resp:
-            excerpt = b""
-            for chunk in resp.iter_bytes():
-                excerpt += chunk
-                if len(excerpt) >= RESPONSE_EXCERPT or time.monotonic() > deadline:
-                    break
-            return resp.status_code, resp.headers, excerpt[:RESPONSE_EXCERPT].decode(
-                "utf-8", "replace")
+    client = _client(cfg)
+    with client.stream("POST", url, headers=headers, content=bounded(body.chunks())) as resp:
+        excerpt = b""
+        for chunk in resp.iter_bytes():
+            excerpt += chunk
+            if len(excerpt) >= RESPONSE_EXCERPT or time.monotonic() > deadline:
+                break
+        return resp.status_code, resp.headers, excerpt[:RESPONSE_EXCERPT].decode(
+            "utf-8", "replace")
 
 
 def _signed_headers(conn: Connection, msg_id: str, body: _Multipart) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peewee import JOIN, fn
+
 from . import audit, folders
 from .db import transaction
 from .errors import Invalid, NotFound
@@ -74,7 +76,10 @@ def effective_switches(folder: Folder, connections: list[Connection],
 
 
 def _affected(folder: Folder, connection: Connection) -> tuple[int, int]:
-    """(subfolders that follow this folder's state, documents already in them)."""
+    """(subfolders that follow this folder's state, documents already in them): the
+    subtree minus the subtrees below it with a state of their own, counted in one
+    indexed pass. It does not depend on the folder's own state, so a toggle counts
+    before it takes the write lock."""
     below = list(Switch.select(Switch, Folder).join(Folder).where(
         (Switch.connection == connection.id) & folders.under(Folder.path, folder.path)
         & (Folder.id != folder.id)))
@@ -82,14 +87,15 @@ def _affected(folder: Folder, connection: Connection) -> tuple[int, int]:
     for sw in sorted(below, key=lambda s: len(s.folder.path)):
         if not any(sw.folder.path.startswith(t) for t in tops):
             tops.append(sw.folder.path)
-    cond = folders.under(Folder.path, folder.path)
+    cond = folders.under(Folder.path, folder.path) & Folder.trashed_at.is_null()
     for prefix in tops:
         cond &= ~folders.under(Folder.path, prefix)
-    followers = Folder.select(Folder.id).where(cond & Folder.trashed_at.is_null())
-    subfolders = followers.count() - 1
-    documents = Document.select().where(Document.folder.in_(followers)
-                                        & Document.trashed_at.is_null()).count()
-    return max(subfolders, 0), documents
+    followers, documents = (
+        Folder.select(fn.COUNT(Folder.id.distinct()), fn.COUNT(Document.id))
+        .join(Document, JOIN.LEFT_OUTER,
+              on=(Document.folder == Folder.id) & Document.trashed_at.is_null())
+        .where(cond).tuples().first())
+    return max(followers - 1, 0), documents
 
 
 def set_switch(actor, folder: Folder, connection: Connection, state: str) -> dict:
@@ -98,13 +104,13 @@ def set_switch(actor, folder: Folder, connection: Connection, state: str) -> dic
         raise Invalid('state must be "on", "off" or "inherit".', "invalid_state")
     if connection.company_id != folder.company_id or connection.deleted_at is not None:
         raise NotFound("Connection not found.")
+    subfolders, documents = _affected(folder, connection)
     with transaction():
         Switch.delete().where((Switch.folder == folder.id)
                               & (Switch.connection == connection.id)).execute()
         if state != "inherit":
             Switch.create(folder=folder.id, connection=connection.id, state=state,
                           since=utcnow(), set_by=actor.id)
-        subfolders, documents = _affected(folder, connection)
         effective = effective_switches(folder, [connection])[connection.id]
         audit.record(actor, "switch.set", folder, details={
             "connection_id": connection.id, "connection": connection.name, "state": state,
