@@ -47,7 +47,7 @@ from . import audit, deliveries, folders, mail, permissions, queue, runtime
 from .db import transaction
 from .deliveries import IN_FLIGHT
 from .errors import Invalid, NotFound, Unauthorized
-from .models import Company, Connection, Delivery, Document, Folder, utcnow
+from .models import Blob, Company, Connection, Delivery, Document, Folder, utcnow
 from .storage import iter_blob
 
 log = logging.getLogger(__name__)
@@ -409,8 +409,7 @@ def status_url(delivery_id: str) -> str:
 
 def metadata(delivery: Delivery, doc: Document) -> dict:
     """The ``metadata`` JSON of a delivery (API.md lists its fields)."""
-    company = Company.get_by_id(doc.company_id)
-    folder = Folder.get_by_id(doc.folder_id)
+    company, folder = doc.company, doc.folder  # joined by _document(), or loaded here
     return {
         "delivery_id": delivery.id,
         "document_id": doc.id,
@@ -579,19 +578,31 @@ def run(delivery_id: str) -> str:
     try:
         claimed = Delivery.update(status="sending", attempts=Delivery.attempts + 1,
                                   next_attempt_at=None, updated_at=utcnow()).where(
-            (Delivery.id == delivery.id) & Delivery.status.in_(IN_FLIGHT)).execute()
-        delivery = Delivery.get_by_id(delivery.id)
-        if not claimed:
-            return delivery.status
+            (Delivery.id == delivery.id) & (Delivery.status == delivery.status)
+            & (Delivery.attempts == delivery.attempts)).execute()
+        if not claimed:  # another worker moved it since we read it
+            return Delivery.get_by_id(delivery.id).status
+        # The row is now what we read plus the claim: no need to read it again.
+        delivery.status, delivery.attempts = "sending", delivery.attempts + 1
+        delivery.next_attempt_at = None
         outcome = _attempt(cfg, delivery, lease)
         return _record(cfg, delivery, outcome)
     finally:
         lease.release()
 
 
+def _document(document_id: str) -> Document:
+    """The document with its blob, company and folder, in one query."""
+    return (Document.select(Document, Blob.sha256, Blob.facturx, Company, Folder)
+            .join(Blob, on=(Document.blob == Blob.sha256)).switch(Document)
+            .join(Company, on=(Document.company == Company.id)).switch(Document)
+            .join(Folder, on=(Document.folder == Folder.id))
+            .where(Document.id == document_id).get())
+
+
 def _attempt(cfg, delivery: Delivery, lease: _Lease) -> Outcome:
     conn = Connection.get_by_id(delivery.connection_id)
-    doc = Document.get_by_id(delivery.document_id)
+    doc = _document(delivery.document_id)
     if conn.deleted_at is not None:
         return _fail("La connexion a été supprimée.")
     if conn.paused:
