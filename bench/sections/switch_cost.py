@@ -111,9 +111,10 @@ def _decide_figures(h, firm, repeats: int) -> dict:
 
 def _prefix_is_ilike() -> bool:
     """Whether subtree queries reach the database as ILIKE (no index on PostgreSQL)."""
+    from ged import folders
     from ged.models import Folder
 
-    sql, _params = Folder.select(Folder.id).where(Folder.path.startswith("/x/")).sql()
+    sql, _params = Folder.select(Folder.id).where(folders.under(Folder.path, "/x/")).sql()
     return "ILIKE" in sql.upper()
 
 
@@ -167,8 +168,11 @@ def run(h) -> Section:
         f"alternate on/off, {repeats * 2} of them. The toggle's time includes counting the "
         "subfolders and documents affected for its reply (the confirmation dialog's figures).")
     section.limits.insert(0,
-        "A toggle writes one row, but its reply counts the subfolders and existing documents "
+        "A toggle writes one row (its write transaction holds the lock for that row and its "
+        "audit event only), but its reply counts the subfolders and existing documents "
         "that follow the folder's state (API.md's `subfolders_affected`, "
-        "`existing_documents_not_sent`): two prefix-range scans over the subtree, so that part "
-        "grows with the subtree.")
+        "`existing_documents_not_sent`): one indexed pass over the subtree (folders joined to "
+        "their documents), made before the write, so that part grows with the subtree. Keeping "
+        "per-folder counters up to date on every deposit, move and trash would make it constant; "
+        "we have not judged that worth its cost yet.")
     return section
