@@ -203,6 +203,9 @@ def test_staff_turns_a_switch_on_with_the_keyboard_and_a_subfolder_inherits(
     staff.shot("06-dashboard")
     page.get_by_role("link", name="facture-refusee.pdf").first.click()
     expect(page.locator("table.deliveries")).to_contain_text("Échec")
+    # The first page of the PDF shows as an image rendered by the server, in any browser.
+    page.wait_for_function("() => { const i = document.querySelector('img.preview-image');"
+                           " return i && i.complete && i.naturalWidth >= 800; }")
     staff.shot("07-document-page")
     page.get_by_role("button", name="Renvoyer à Pré-compta").click()
     expect(page.locator(".flash-success")).to_contain_text("part vers « Pré-compta »")
