@@ -122,24 +122,23 @@ class S3BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.size(sha256) is not None
 
-    def size(self, sha256: str) -> int | None:
+    def _head(self, sha256: str) -> dict | None:
+        """The object's metadata, None when it is missing."""
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+            return self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
         except ClientError as exc:
             if _missing(exc):
                 return None
             raise
-        return int(head["ContentLength"])
+
+    def size(self, sha256: str) -> int | None:
+        head = self._head(sha256)
+        return None if head is None else int(head["ContentLength"])
 
     def modified(self, sha256: str) -> float | None:
         """When the object was written (Unix time), None if it is missing (fsck's grace)."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
-        except ClientError as exc:
-            if _missing(exc):
-                return None
-            raise
-        return head["LastModified"].timestamp()
+        head = self._head(sha256)
+        return None if head is None else head["LastModified"].timestamp()
 
     def delete(self, sha256: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
