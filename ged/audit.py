@@ -94,8 +94,27 @@ def record(actor, action: str, obj=None, *, firm=None, company=None, details=Non
     return event
 
 
-def verify(firm_id: str | None = None) -> list[str]:
-    """Check every chain (or one firm's); returns a list of problems, empty when intact."""
+def heads(firm_id: str | None = None) -> list[tuple[str, int, str]]:
+    """(firm id, number of events, hash of the last one) of every firm's chain, or one
+    firm's: the anchor to keep outside the database (`ged audit head`), since deleting
+    the newest events leaves a chain that is intact but shorter."""
+    query = AuditEvent.select(AuditEvent.firm).where(AuditEvent.firm.is_null(False)).distinct()
+    firms = [firm_id] if firm_id else sorted(row.firm_id for row in query)
+    found = []
+    for fid in firms:
+        chain = AuditEvent.select().where(AuditEvent.firm == fid)
+        last = chain.order_by(AuditEvent.seq.desc()).first()
+        if last is not None:
+            found.append((fid, chain.count(), last.hash))
+    return found
+
+
+def verify(firm_id: str | None = None,
+           anchors: dict[str, tuple[int, str]] | None = None) -> list[str]:
+    """Check every chain (or one firm's); returns a list of problems, empty when intact.
+    ``anchors`` (firm id -> (events, hash), from an earlier ``heads()``) also proves that
+    no event up to each anchor was removed from the end of the chain."""
+    anchors = anchors or {}
     problems = []
     firms = (
         [firm_id]
@@ -109,12 +128,21 @@ def verify(firm_id: str | None = None) -> list[str]:
             .where(AuditEvent.firm == fid if fid else AuditEvent.firm.is_null())
             .order_by(AuditEvent.seq)
         )
+        position, anchor = 0, anchors.get(fid)
         for event in query.iterator():
+            position += 1
             if event.prev_hash != prev:
                 problems.append(f"event {event.seq} ({event.action}): chain broken before it")
             if _digest(event) != event.hash:
                 problems.append(f"event {event.seq} ({event.action}): content was altered")
+            if anchor and position == anchor[0] and event.hash != anchor[1]:
+                problems.append(f"firm {fid}: event number {position} is not the anchored one")
             prev = event.hash
+        if anchor and position < anchor[0]:
+            problems.append(f"firm {fid}: the chain has {position} events but {anchor[0]} were "
+                            "anchored: its newest events were removed")
+    for fid in set(anchors) - set(firms):
+        problems.append(f"firm {fid}: anchored, but its chain is gone")
     return problems
 
 

@@ -143,16 +143,50 @@ def audit_group():
     """The audit trail."""
 
 
+@audit_group.command("head")
+@click.option("--firm", "firm_id", default=None, help="only this firm's chain")
+def audit_head(firm_id):
+    """Print each firm's chain head ("firm events hash"). Keep these lines outside the
+    database (a log shipped elsewhere, a daily e-mail): `verify --anchor` then also
+    proves that no newest event was deleted."""
+    from .cli import _setup
+
+    _setup(migrate=False)
+    with db.connection_context():
+        for fid, events, digest in audit.heads(firm_id):
+            click.echo(f"{fid} {events} {digest}")
+
+
+def _anchors(path) -> dict[str, tuple[int, str]]:
+    """The latest anchor per firm in a file of `ged audit head` lines."""
+    found: dict[str, tuple[int, str]] = {}
+    for number, line in enumerate(open(path, encoding="utf-8"), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 64:
+            raise click.ClickException(f"{path}:{number}: not a line of `ged audit head`")
+        fid, events = parts[0], int(parts[1])
+        if events >= found.get(fid, (0, ""))[0]:
+            found[fid] = (events, parts[2])
+    return found
+
+
 @audit_group.command("verify")
 @click.option("--firm", "firm_id", default=None, help="only this firm's chain")
-def audit_verify(firm_id):
+@click.option("--anchor", "anchor_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="a file of earlier `ged audit head` lines: also detect removed newest events")
+def audit_verify(firm_id, anchor_file):
     """Check the audit hash chains: any edited, inserted or deleted event shows."""
     from .cli import _setup
     from .models import AuditEvent
 
+    anchors = _anchors(anchor_file) if anchor_file else None
+    if anchors and firm_id:
+        anchors = {k: v for k, v in anchors.items() if k == firm_id}
     _setup(migrate=False)
     with db.connection_context():
-        problems = audit.verify(firm_id)
+        problems = audit.verify(firm_id, anchors)
         count = AuditEvent.select().count()
     for problem in problems:
         click.echo(f"PROBLEM: {problem}")

@@ -401,6 +401,41 @@ def test_audit_verify_detects_an_edited_a_deleted_and_an_inserted_event(
         tally.add("security")
 
 
+def test_an_anchored_audit_head_reveals_removed_newest_events(
+        client, world, cfg, ged_cli, tally, tmp_path):
+    """Deleting the newest events leaves a chain that is intact but shorter: only a head
+    kept outside the database (`ged audit head`) can tell, and `verify --anchor` does."""
+    achats = world.folder(world.company_a, ANNUAL, "Achats")
+    for i in range(3):
+        client.post("/api/v1/folders", json={"parent_id": achats.id, "name": f"Lot {i}"},
+                    headers=world.staff.headers)
+    head = ged_cli("audit", "head")
+    assert head.returncode == 0
+    lines = [line for line in head.stdout.splitlines() if line.startswith(world.firm.id)]
+    assert len(lines) == 1
+    anchors = tmp_path / "anchors.log"
+    anchors.write_text(head.stdout)
+    assert ged_cli("audit", "verify", "--anchor", str(anchors)).returncode == 0
+    # Later events do not disturb an older anchor.
+    client.post("/api/v1/folders", json={"parent_id": achats.id, "name": "Lot 4"},
+                headers=world.staff.headers)
+    assert ged_cli("audit", "verify", "--anchor", str(anchors)).returncode == 0
+
+    database = cfg.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as conn:
+        conn.execute("DELETE FROM audit_event WHERE seq IN (SELECT seq FROM audit_event "
+                     "WHERE firm_id = ? ORDER BY seq DESC LIMIT 2)", (world.firm.id,))
+    plain = ged_cli("audit", "verify")
+    assert plain.returncode == 0  # the chain alone cannot tell
+    anchored = ged_cli("audit", "verify", "--anchor", str(anchors))
+    assert anchored.returncode == 1 and "newest events were removed" in anchored.stdout
+    bad = tmp_path / "bad.log"
+    bad.write_text("not an anchor\n")
+    refused = ged_cli("audit", "verify", "--anchor", str(bad))
+    assert refused.returncode != 0 and "not a line of `ged audit head`" in refused.stderr
+    tally.add("security")
+
+
 def test_logout_revokes_a_copied_session_cookie(app, world):
     """A session cookie copied before logout stops working after it."""
     from conftest import web_login
