@@ -104,6 +104,7 @@ class S3BlobStore:
         there is kept, since the same key means the same bytes. The staged file is
         left to its owner, who discards it."""
         if self.exists(sha256):
+            self._touch(sha256)  # marks it in use again: see recently_written()
             return
         # upload_file returns only once the store has acknowledged the whole object
         # (a multipart upload only becomes visible when completed), and raises otherwise.
@@ -121,6 +122,28 @@ class S3BlobStore:
 
     def exists(self, sha256: str) -> bool:
         return self.size(sha256) is not None
+
+    def _touch(self, sha256: str) -> None:
+        """Refresh the object's LastModified (a copy onto itself), so that a purge racing
+        with a deposit of the same bytes leaves it alone."""
+        key = self.key(sha256)
+        try:
+            self.client.copy_object(Bucket=self.bucket, Key=key,
+                                    CopySource={"Bucket": self.bucket, "Key": key},
+                                    MetadataDirective="REPLACE",
+                                    ContentType="application/octet-stream")
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+            raise FileNotFoundError(sha256) from None
+
+    def recently_written(self, sha256: str, grace: float = 600) -> bool:
+        """True when the object was stored (or found in place by a deposit) within
+        ``grace`` seconds: a purge then leaves it for a later `ged fsck --repair`."""
+        import time
+
+        written = self.modified(sha256)
+        return written is not None and time.time() - written < grace
 
     def _head(self, sha256: str) -> dict | None:
         """The object's metadata, None when it is missing."""

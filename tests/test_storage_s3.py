@@ -152,3 +152,34 @@ def test_text_is_extracted_from_the_bucket_and_found(client, world, cfg, run_job
                    headers=world.client_a.headers)
     assert [i["document_id"] for i in r.get_json()["items"]] == [doc["id"]]
     assert not any(p.is_file() for p in (cfg.data_dir / "tmp").rglob("*"))
+
+
+def test_a_purge_leaves_bytes_a_deposit_has_just_found_in_the_bucket(
+        client, world, cfg, seaweed):
+    """The last document naming some bytes is purged while a deposit of the same bytes
+    found the object in place: the deposit refreshed the object, so it stays."""
+    import time
+
+    from ged import documents, runtime
+    from ged.models import Document
+
+    achats = world.folder(world.company_a, "Dossier comptable annuel 2026", "Achats")
+    pdf = text_pdf("Facture purgée puis déposée à nouveau")
+    item = upload(client, achats.id, [("a.pdf", pdf)], world.staff.headers).get_json()["items"][0]
+    store = runtime.store()
+    first = store.modified(item["sha256"])
+    assert store.recently_written(item["sha256"])
+    assert not store.recently_written(item["sha256"], grace=0)
+    time.sleep(1.1)
+    # A deposit of the same bytes meets the object in place: it refreshes it.
+    from ged.storage import stage_bytes
+
+    staged = stage_bytes(pdf, cfg.data_dir, cfg.max_upload_bytes)
+    store.put(staged.sha256, staged.path)
+    staged.discard()
+    assert store.modified(item["sha256"]) > first
+    # The purge of the only document naming it keeps the object for fsck to judge later.
+    Document.update(retain_until=None).where(Document.id == item["id"]).execute()
+    documents.delete_permanently("ged purge", Document.get_by_id(item["id"]))
+    assert store.exists(item["sha256"])
+    assert store.open(item["sha256"]).read() == pdf
