@@ -447,7 +447,9 @@ def _deliver_http(cfg, delivery: Delivery, doc: Document, conn: Connection,
     return classify(status, resp_headers, text)
 
 
-def _email_message(delivery: Delivery, doc: Document, conn: Connection) -> EmailMessage:
+def _email_message(delivery: Delivery, doc: Document, conn: Connection
+                   ) -> tuple[EmailMessage, mail.Streams]:
+    """The message of an e-mail delivery, with the document streamed by mail.send."""
     meta = metadata(delivery, doc)
     msg = EmailMessage()
     msg["To"] = conn.address
@@ -465,14 +467,15 @@ def _email_message(delivery: Delivery, doc: Document, conn: Connection) -> Email
         f"Déposé le : {meta['deposited_at']}\n"
         f"SHA-256 : {doc.blob_id}\n")
     maintype, _, subtype = doc.content_type.partition("/")
-    with runtime.store().open(doc.blob_id) as fh:
-        data = fh.read()
-    msg.add_attachment(data, maintype=maintype or "application",
-                       subtype=subtype or "octet-stream", filename=doc.name)
+    streams: mail.Streams = {}
+    store = runtime.store()
+    mail.attach_file(msg, streams, lambda: store.open(doc.blob_id),
+                     maintype=maintype or "application", subtype=subtype or "octet-stream",
+                     filename=doc.name)
     if (conn.options or {}).get("attach_metadata"):
         msg.add_attachment(json.dumps(meta, ensure_ascii=False, indent=2).encode(),
                            maintype="application", subtype="json", filename="metadata.json")
-    return msg
+    return msg, streams
 
 
 def _smtp_outcome(exc: Exception) -> Outcome:
@@ -498,13 +501,12 @@ def _smtp_outcome(exc: Exception) -> Outcome:
 
 def _deliver_email(cfg, delivery: Delivery, doc: Document, conn: Connection,
                    lease: "_Lease") -> Outcome:
-    try:
-        message = _email_message(delivery, doc, conn)
-    except FileNotFoundError:
-        return _fail("Le fichier est introuvable dans le stockage.")
+    message, streams = _email_message(delivery, doc, conn)
     lease.extend()
     try:
-        mail.send(message, timeout=cfg.delivery_timeout)
+        mail.send(message, timeout=cfg.delivery_timeout, streams=streams)
+    except FileNotFoundError:  # opened before anything is sent
+        return _fail("Le fichier est introuvable dans le stockage.")
     except (mail.MailNotConfigured, smtplib.SMTPException, OSError) as exc:
         return _smtp_outcome(exc)
     return _success("sent")

@@ -455,3 +455,49 @@ def test_a_tool_that_does_not_answer_in_time_is_retried(
     (delivery,) = firm_tools.deliveries(doc["id"])
     assert delivery["status"] == "accepted" and delivery["attempts"] == 2
     assert len({h.webhook_id for h in webhook_receiver.to("/hook")}) == 1
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_document_is_emailed_streamed_not_held_in_memory(
+        app, world, firm_tools, smtp_sink, ged_worker, cfg):
+    """A 16 MB document goes to an e-mail tool byte-identical, and the worker that sends
+    it grows by far less than the file (the message is streamed from the store)."""
+    from fixtures.faults import wait_for
+
+    from ged import documents
+    from ged.storage import stage_bytes
+
+    conn = firm_tools.connect(world.company_a, firm_tools.install("agiris", "agiris"),
+                              address="depot@agiris.example")
+    achats = world.folder(world.company_a, ANNUAL, "Achats")
+    firm_tools.switch(achats, conn, "on")
+    worker = ged_worker(queues="deliveries")
+
+    def deposit(name: str, data: bytes):
+        staged = stage_bytes(data, cfg.data_dir, 64 * 1024 * 1024)
+        return documents.deposit(world.staff.user, achats,
+                                 [documents.Upload(name, staged)], "api")[0]
+
+    deposit("petit.csv", b"date;montant\n2026-03-01;12,00\n")
+    wait_for(lambda: len(smtp_sink.messages) == 1, what="the small document's e-mail")
+    before = _peak_rss_mb(worker.proc.pid)
+    big = b"".join(b"%08d;Facture fournisseur;%d,00 EUR\n" % (i, i % 997)
+                   for i in range(420_000))
+    assert len(big) > 15_000_000
+    doc = deposit("grand-livre.csv", big)
+    wait_for(lambda: len(smtp_sink.messages) == 2, timeout=120,
+             what="the large document's e-mail")
+    grown = _peak_rss_mb(worker.proc.pid) - before
+    mail = smtp_sink.messages[1].message
+    [attachment] = [p for p in mail.iter_attachments() if p.get_filename() == "grand-livre.csv"]
+    assert attachment.get_payload(decode=True) == big
+    (delivery,) = firm_tools.deliveries(doc.id)
+    assert delivery["status"] == "sent"
+    assert grown < 8, f"the worker grew by {grown:.0f} MB sending a {len(big) >> 20} MB file"
