@@ -364,24 +364,32 @@ class Harness:
             self.stop(proc, grace=3)
         if self.redis is not None:
             self.redis.stop()
-        if self._schemas:
-            try:
-                from ged.db import db
-
-                if db.obj is not None and hasattr(db.obj, "close_all"):
-                    db.obj.close_all()
-                import psycopg2
-
-                conn = psycopg2.connect(PG_URL, connect_timeout=5)
-                conn.autocommit = True
-                with conn.cursor() as cur:
-                    for schema in self._schemas:
-                        cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-                conn.close()
-            except Exception as exc:  # noqa: BLE001 - cleanup is best effort
-                print(f"warning: could not drop benchmark schemas: {exc}", file=sys.stderr)
+        drop_schemas(self._schemas)
         if not self.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def drop_schemas(schemas) -> None:
+    """Close ged's pooled connections, then drop the benchmark's PostgreSQL schemas
+    (best effort: a failure is printed, never raised)."""
+    schemas = list(schemas)
+    if not schemas:
+        return
+    try:
+        from ged.db import db
+
+        if db.obj is not None and hasattr(db.obj, "close_all"):
+            db.obj.close_all()
+        import psycopg2
+
+        conn = psycopg2.connect(PG_URL, connect_timeout=5)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for schema in schemas:
+                cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.close()
+    except Exception as exc:  # noqa: BLE001 - cleanup is best effort
+        print(f"warning: could not drop benchmark schemas {schemas}: {exc}", file=sys.stderr)
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -35,7 +35,7 @@ for extra in (ROOT, ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from bench.harness import PG_URL, percentile  # noqa: E402
+from bench.harness import PG_URL, drop_schemas, percentile  # noqa: E402
 
 SIZES = {
     True: dict(documents=5_000, companies=20, pool=1_000, whoosh=2_000, repeats=10),
@@ -101,20 +101,7 @@ class Run:
         migrate()
 
     def close(self):
-        from ged.db import db
-
-        try:
-            if db.obj is not None and hasattr(db.obj, "close_all"):
-                db.obj.close_all()
-            import psycopg2
-
-            conn = psycopg2.connect(PG_URL, connect_timeout=5)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
-            conn.close()
-        except Exception as exc:  # noqa: BLE001 - best effort
-            print(f"warning: could not drop {self.schema}: {exc}", file=sys.stderr)
+        drop_schemas([self.schema])
         if self.redis:
             self.redis.stop()
         if self.seaweed:
