@@ -18,7 +18,22 @@ from .models import ApiToken, Company, Firm, User, utcnow
 ROLES = ("admin", "staff", "client")
 FIRM_ROLES = ("admin", "staff")
 
-_hasher = PasswordHasher()
+def _password_hasher() -> PasswordHasher:
+    """Argon2id at the library's default cost unless GED_PASSWORD_HASH_TIME_COST,
+    GED_PASSWORD_HASH_MEMORY_KIB or GED_PASSWORD_HASH_PARALLELISM say otherwise (the
+    test suite lowers them; production keeps the defaults). Read at import, so every
+    process of one deployment hashes alike."""
+    import os
+
+    defaults = PasswordHasher()
+    return PasswordHasher(
+        time_cost=int(os.environ.get("GED_PASSWORD_HASH_TIME_COST") or defaults.time_cost),
+        memory_cost=int(os.environ.get("GED_PASSWORD_HASH_MEMORY_KIB") or defaults.memory_cost),
+        parallelism=int(os.environ.get("GED_PASSWORD_HASH_PARALLELISM") or defaults.parallelism),
+    )
+
+
+_hasher = _password_hasher()
 _EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$|^[^@\s<>\"']{1,64}@localhost$")
 # A hash to verify against when the e-mail is unknown, so timing does not reveal accounts.
 _DUMMY_HASH = _hasher.hash("not-a-password")

@@ -15,6 +15,13 @@ import pytest
 import redis as redis_lib
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Cheap password hashing for the suite (and the servers it starts, which inherit the
+# environment): argon2's default cost made fixtures spend seconds hashing. Production
+# keeps the library's defaults; check_password rehashes at the configured cost.
+os.environ.setdefault("GED_PASSWORD_HASH_TIME_COST", "1")
+os.environ.setdefault("GED_PASSWORD_HASH_MEMORY_KIB", "1024")
+os.environ.setdefault("GED_PASSWORD_HASH_PARALLELISM", "1")
 sys.path.insert(0, str(ROOT))
 
 from config import Config  # noqa: E402
