@@ -5,13 +5,15 @@ VENV ?= .venv
 GED = $(VENV)/bin/ged
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# The e-mail drop receiver; a second instance on the same machine needs another.
+SMTPD_LISTEN ?= $(or $(GED_SMTPD_LISTEN),127.0.0.1:2525)
 
 .PHONY: run test bench bench-scale setup setup-test
 
 run: setup
 	$(GED) init
 	$(GED) demo
-	$(GED) serve --host $(HOST) --port $(PORT)
+	$(GED) serve --host $(HOST) --port $(PORT) --smtpd-listen $(SMTPD_LISTEN)
 
 test: setup-test
 	scripts/test.sh $(ARGS)

@@ -28,11 +28,11 @@ def create_app(cfg: Config | None = None) -> Flask:
     from flask_wtf.csrf import CSRFError, CSRFProtect
 
     from . import runtime
-    from .api import api_error_for_path, bp as api_bp, register_all
+    from .api import api_error_for_path, bp as api_bp, refuse_nul_bytes, register_all
     from .db import db
     from .errors import GedError
-    from .models import User
-    from .web import bp as web_bp
+    from .proxies import TrustedProxies
+    from .web import bp as web_bp, session_user
 
     cfg = runtime.setup(cfg)
     app = Flask(__name__, template_folder=os.path.join(_TOP, "templates"),
@@ -69,21 +69,17 @@ def create_app(cfg: Config | None = None) -> Flask:
     login.login_view = "web.login"
     login.login_message = "Connectez-vous pour accéder à cette page."
 
-    @login.user_loader
-    def load_user(session_id: str):
-        user_id, _, version = session_id.partition(":")
-        user = User.get_or_none(User.id == user_id)
-        if user is None or not user.active or str(user.session_version) != version:
-            return None
-        from .web import session_revoked
-
-        if session_revoked():
-            return None
-        return user
+    # A session is a row of the database (ged/sessions.py), not just a signed cookie.
+    login.user_loader(session_user)
 
     @app.before_request
     def _open_db():
         db.connect(reuse_if_open=True)
+
+    # Every entry point refuses NUL bytes before any view sees them (API and pages).
+    app.before_request(refuse_nul_bytes)
+    # The client's address as the trusted reverse proxies report it (GED_TRUSTED_PROXIES).
+    app.wsgi_app = TrustedProxies(app.wsgi_app, cfg)
 
     @app.teardown_request
     def _close_db(_exc):

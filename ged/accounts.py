@@ -10,10 +10,11 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from . import audit, queue
+from . import audit, sessions, throttle
 from .db import transaction
 from .errors import Conflict, Invalid, RateLimited, Unauthorized
 from .models import ApiToken, Company, Firm, User, utcnow
+from .names import control_character
 
 ROLES = ("admin", "staff", "client")
 FIRM_ROLES = ("admin", "staff")
@@ -53,7 +54,9 @@ def check_password(user: User, password: str) -> bool:
     except (VerificationError, InvalidHashError):
         return False
     if _hasher.check_needs_rehash(user.password_hash):
-        User.update(password_hash=hash_password(password)).where(User.id == user.id).execute()
+        with transaction():
+            User.update(password_hash=hash_password(password)).where(
+                User.id == user.id).execute()
     return True
 
 
@@ -64,19 +67,38 @@ def normalise_email(email: str) -> str:
     return email
 
 
-def validate_password(password: str | None) -> str:
+MIN_PASSWORD_SCORE = 3  # zxcvbn's "safely unguessable" (about 10^8 guesses and more)
+
+
+def validate_password(password: str | None, user_inputs: tuple = ()) -> str:
+    """``password`` if it is long enough and not common or trivial, else Invalid.
+
+    zxcvbn (a maintained estimator with lists of common passwords, names and words,
+    keyboard patterns, repeats and sequences) judges it; ``user_inputs`` (the user's
+    e-mail, name, firm) count as guessable too."""
+    from zxcvbn import zxcvbn
+
     if password is None or len(password) < 10:
         raise Invalid("The password must have at least 10 characters.", "weak_password")
     if len(password) > 1000:
         raise Invalid("The password is too long.", "invalid_password")
+    # zxcvbn's cost grows fast with length; 100 characters decide well enough.
+    inputs = [str(part) for part in user_inputs if part]
+    for part in list(inputs):
+        inputs.extend(p for p in re.split(r"[@.\s_-]+", part) if len(p) > 2)
+    if zxcvbn(password[:100], user_inputs=inputs)["score"] < MIN_PASSWORD_SCORE:
+        raise Invalid("This password is too common or too easy to guess: choose a longer "
+                      "one, for example a few unrelated words.", "common_password")
     return password
 
 
 def clean_name(value: str | None, what: str = "name", max_length: int = 200) -> str:
+    """A user-given name, stripped; Invalid when empty, too long, or holding a control
+    character or line separator of any kind (see ged/names.py)."""
     value = (value or "").strip()
     if not value:
         raise Invalid(f"The {what} must not be empty.", "invalid_name")
-    if len(value) > max_length or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if len(value) > max_length or control_character(value) is not None:
         raise Invalid(f"The {what} is too long or holds control characters.", "invalid_name")
     return value
 
@@ -85,7 +107,7 @@ def create_firm(name: str, admin_email: str, admin_password: str, admin_name: st
     """Create a firm and its first admin; returns (firm, admin)."""
     name = clean_name(name, "firm name")
     email = normalise_email(admin_email)
-    validate_password(admin_password)
+    validate_password(admin_password, (email, admin_name, name))
     with transaction():
         if User.select().where(User.email == email).exists():
             raise Conflict("A user with this e-mail already exists.", "email_taken")
@@ -118,7 +140,7 @@ def create_user(actor, firm: Firm, *, email: str, name: str, role: str,
     if company is not None and company.firm_id != firm.id:
         raise Invalid("Unknown company.", "invalid_company")
     if password is not None:
-        validate_password(password)
+        validate_password(password, (email, name, firm.name))
     with transaction():
         if User.select().where(User.email == email).exists():
             raise Conflict("A user with this e-mail already exists.", "email_taken")
@@ -132,22 +154,29 @@ def create_user(actor, firm: Firm, *, email: str, name: str, role: str,
 
 
 def set_active(actor, user: User, active: bool) -> User:
-    """Enable or disable a user; disabling ends their sessions and tokens at once."""
+    """Enable or disable a user. Disabling ends their sessions and revokes their API
+    tokens for good: re-enabling them later brings neither back."""
     if not active and getattr(actor, "id", None) == user.id:
         raise Invalid("You cannot disable yourself.", "cannot_disable_self")
     with transaction():
         User.update(active=active, session_version=User.session_version + 1).where(
             User.id == user.id).execute()
+        if not active:
+            sessions.end_all(user.id)
+            ApiToken.update(revoked_at=utcnow()).where(
+                (ApiToken.user == user.id) & ApiToken.revoked_at.is_null()).execute()
         audit.record(actor, "user.enabled" if active else "user.disabled", user,
                      company=user.company_id)
     return User.get_by_id(user.id)
 
 
 def set_password(actor, user: User, password: str) -> None:
-    validate_password(password)
+    """Set a user's password (invitation, reset, admin); ends every open session."""
+    validate_password(password, (user.email, user.name))
     with transaction():
         User.update(password_hash=hash_password(password),
                     session_version=User.session_version + 1).where(User.id == user.id).execute()
+        sessions.end_all(user.id)
         audit.record(actor, "user.password_set", user, company=user.company_id)
 
 
@@ -189,64 +218,57 @@ def user_for_token(plain: str) -> User:
     if token is None:
         raise Unauthorized("Unknown bearer token.", "invalid_token")
     now = utcnow()
+    if not token.user.active:
+        raise Unauthorized("This account is disabled.", "account_disabled")
     if token.revoked_at is not None:
         raise Unauthorized("This token was revoked.", "token_revoked")
     if token.expires_at is not None and token.expires_at <= now:
         raise Unauthorized("This token has expired.", "token_expired")
-    if not token.user.active:
-        raise Unauthorized("This account is disabled.", "account_disabled")
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         # Throttled so that a busy script does not write on every request.
         ApiToken.update(last_used_at=now).where(ApiToken.id == token.id).execute()
     return token.user
 
 
-# --- Password login, throttled per account and per IP ---------------------------------
-
-
-def _throttle_keys(email: str, ip: str | None) -> list[str]:
-    keys = [f"ged:login:acct:{hashlib.sha256(email.encode()).hexdigest()[:32]}"]
-    if ip:
-        keys.append(f"ged:login:ip:{ip}")
-    return keys
-
-
-def _throttled(keys: list[str], limits: list[int]) -> bool:
-    conn = queue.connection()
-    values = conn.mget(keys)
-    return any(v is not None and int(v) >= limit for v, limit in zip(values, limits))
+# --- Password login, throttled (see ged/throttle.py) -------------------------------------
 
 
 def authenticate(email: str, password: str, ip: str | None, *, max_attempts: int = 5,
-                 window: int = 900) -> User:
+                 window: int = 900, device: str | None = None) -> User:
     """The user for an e-mail and password, or an error whose message is safe to show.
 
-    Failures count per account and per IP (an IP gets four times the account's
-    allowance, for offices behind one address); past the limit, logins are refused
-    for the window even with the right password."""
+    ``ip`` is the client's real address; ``device`` the id of the browser's device
+    cookie, if any. The attempt's place is reserved before the password is checked
+    (ged/throttle.py says which limits apply); an unknown e-mail costs the same hash
+    and counts the same, so answers do not reveal which accounts exist."""
     email = (email or "").strip().lower()
-    keys = _throttle_keys(email, ip)
-    limits = [max_attempts, max_attempts * 4][: len(keys)]
-    if _throttled(keys, limits):
-        raise RateLimited("Too many failed attempts. Try again in a few minutes.", "too_many_attempts")
     user = User.select().where(User.email == email).first()
+    known_device = None
+    if user is not None and throttle.device_owner(device) == user.id:
+        known_device = device
+    attempt = throttle.reserve(email, ip, max_attempts=max_attempts, window=window,
+                               device=known_device)
+    if not attempt.allowed:
+        error = RateLimited("Too many failed attempts. Try again in a few minutes."
+                            if attempt.retry_after > 60 else
+                            f"Too many attempts. Try again in {attempt.retry_after} s.",
+                            "too_many_attempts")
+        error.retry_after = attempt.retry_after
+        raise error
     ok = check_password(user, password or "") if user else (_verify_dummy(password) and False)
     if not ok or not user.active:
-        conn = queue.connection()
-        pipe = conn.pipeline()
-        for key in keys:
-            pipe.incr(key)
-            pipe.expire(key, window)
-        pipe.execute()
+        attempt.failed()
         if user is not None:
-            audit.record(email, "login.failed", user, firm=user.firm_id,
-                         details={"ip": ip, "reason": "disabled" if ok else "bad_password"},
-                         firm_only=True)
+            with transaction():
+                audit.record(email, "login.failed", user, firm=user.firm_id,
+                             details={"ip": ip, "reason": "disabled" if ok else "bad_password"},
+                             firm_only=True)
         if ok and not user.active:
             raise Unauthorized("This account is disabled.", "account_disabled")
         raise Unauthorized("Wrong e-mail or password.", "bad_credentials")
-    queue.connection().delete(keys[0])
-    User.update(last_login_at=utcnow()).where(User.id == user.id).execute()
+    attempt.succeeded()
+    with transaction():
+        User.update(last_login_at=utcnow()).where(User.id == user.id).execute()
     return user
 
 

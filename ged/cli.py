@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -14,8 +13,14 @@ import click
 from . import runtime
 
 
-def _setup(migrate: bool = True):
-    cfg = runtime.setup()
+def _setup(migrate: bool = True, need_redis: bool = False, cfg=None):
+    """Bind this command to the configuration (and upgrade the schema). A command
+    that cannot work without Redis says so clearly when none is configured or running."""
+    from .queue import NO_REDIS
+
+    cfg = runtime.setup(cfg)
+    if need_redis and not cfg.redis_url:
+        raise click.ClickException(NO_REDIS)
     if migrate:
         from .schema import migrate as run_migrations
 
@@ -165,7 +170,7 @@ def worker(burst, queues):
     """Run a worker (deliveries, extraction, indexing) against REDIS_URL."""
     from .worker import run
 
-    _setup()
+    _setup(need_redis=True)
     run(burst=burst, queues=queues.split(",") if queues else None)
 
 
@@ -174,8 +179,52 @@ def reconcile():
     """Re-enqueue deliveries and extractions that the database says are pending."""
     from . import tasks
 
-    _setup()
+    _setup(need_redis=True)
     click.echo(tasks.reconcile())
+
+
+def _worker_commands() -> list[tuple[str, list[str]]]:
+    """The workers `ged serve` runs: (name, `ged` arguments) for each. One worker on
+    the light queues (deliveries, indexing, cheap extraction) and one on the ``ocr``
+    queue, so that a scan never holds back a delivery; a deployment that wants more
+    runs `ged worker` beside it."""
+    return [("worker", ["worker", "--queues", "light"]),
+            ("ocr worker", ["worker", "--queues", "ocr"])]
+
+
+def _served_url(host: str, port: int) -> str:
+    """The address the web server is reached at when GED_PUBLIC_URL is unset."""
+    import socket
+
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _gunicorn_control_socket(data_dir) -> list[str]:
+    """gunicorn 27's control socket, in the data dir: two instances must not share
+    its default path. Nothing for an older gunicorn, which has none."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if not any(setting.name == "control_socket" for setting in KNOWN_SETTINGS):
+        return []
+    return ["--control-socket", str(runtime.run_dir(data_dir) / "gunicorn.ctl")]
+
+
+def _ensure_free(host: str, port: int, what: str, hint: str) -> None:
+    """Fail clearly, before starting anything, when ``host:port`` is taken."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port} for {what} "
+                                       f"({exc.strerror}): {hint}") from None
 
 
 @cli.command()
@@ -184,70 +233,99 @@ def reconcile():
 @click.option("--workers", "web_workers", default=2, type=int, help="gunicorn processes")
 @click.option("--no-worker", is_flag=True, help="web only (run `ged worker` elsewhere)")
 @click.option("--no-smtpd", is_flag=True, help="do not run the e-mail drop receiver")
-def serve(host, port, web_workers, no_worker, no_smtpd):
-    """Run the web server, plus (embedded mode) a private Redis, a worker and the SMTP drop."""
+@click.option("--smtpd-listen", default=None,
+              help="host:port of the e-mail drop receiver (default GED_SMTPD_LISTEN)")
+def serve(host, port, web_workers, no_worker, no_smtpd, smtpd_listen):
+    """Run the web server, plus (embedded mode) a private Redis, a worker and the SMTP drop.
+
+    SIGTERM, SIGINT (Ctrl-C) or SIGHUP stop every child within 20 seconds."""
+    from config import Config
+
+    from .processes import Supervisor
     from .queue import EmbeddedRedis
 
-    cfg = _setup()
-    env = dict(os.environ)
-    embedded = None
+    cfg = Config.from_env()
     if not cfg.redis_url:
-        embedded = EmbeddedRedis(cfg.data_dir / "redis").start()
-        env["REDIS_URL"] = embedded.url
-        click.echo(f"embedded Redis on {embedded.url}")
-    env["GED_DATA_DIR"] = str(cfg.data_dir)
-    outbox = None
-    if not cfg.smtp_host:
-        from . import outbox as outbox_module
-
-        outbox = outbox_module.start(cfg.data_dir)
-        env.update(GED_SMTP_HOST="127.0.0.1", GED_SMTP_PORT=str(outbox.port), GED_SMTP_TLS="none")
-        click.echo(f"no GED_SMTP_HOST: outgoing mail is kept in "
-                   f"{outbox_module.outbox_dir(cfg.data_dir)} instead of being sent")
-    children: list[subprocess.Popen] = []
-    me = [sys.executable, "-m", "ged.cli"]
-    if not no_worker:
-        children.append(subprocess.Popen(me + ["worker"], env=env))
+        other = runtime.running_server(cfg.data_dir)
+        if other:
+            raise click.ClickException(
+                f"ged serve already runs on {cfg.data_dir} (pid {other.get('pid')}, "
+                f"{other.get('url')}): stop it, or give this one its own GED_DATA_DIR")
+    cfg = _setup(cfg=cfg)
+    _ensure_free(host, port, "the web server", "pass --port")
+    listen = None
     if not no_smtpd and _has_module("ged.smtpd"):
-        children.append(subprocess.Popen(me + ["smtpd"], env=env))
-    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-                            "--workers", str(web_workers), "--threads", "4",
-                            "--timeout", "300", "--graceful-timeout", "10",
-                            "--access-logfile", "-", "ged.wsgi:app"], env=env)
-    children.append(web)
-    click.echo(f"ged serving on http://{host}:{port}")
+        from .smtpd import parse_listen
 
-    def stop(*_):
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + 10
-        for child in children:
+        listen = smtpd_listen or cfg.smtpd_listen
+        _ensure_free(*parse_listen(listen), "the e-mail drop receiver",
+                     "pass --smtpd-listen HOST:PORT (or --no-smtpd)")
+
+    stop_signal: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: stop_signal.append(signum))
+
+    env = dict(os.environ, GED_DATA_DIR=str(cfg.data_dir))
+    public_url = os.environ.get("GED_PUBLIC_URL") or _served_url(host, port)
+    env["GED_PUBLIC_URL"] = public_url
+    embedded = outbox = None
+    supervisor = Supervisor()
+    status = 0
+    try:
+        if not cfg.redis_url:
             try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+                embedded = EmbeddedRedis(cfg.data_dir / "redis").start()
+            except RuntimeError as exc:
+                raise click.ClickException(str(exc)) from None
+            embedded.forget_previous_run()
+            env["REDIS_URL"] = embedded.url
+            click.echo(f"embedded Redis on {embedded.address} "
+                       f"(password in {embedded.data_dir / 'password'})")
+        if not cfg.smtp_host:
+            from . import outbox as outbox_module
+
+            outbox = outbox_module.start(cfg.data_dir)
+            env.update(GED_SMTP_HOST="127.0.0.1", GED_SMTP_PORT=str(outbox.port),
+                       GED_SMTP_TLS="none")
+            click.echo(f"no GED_SMTP_HOST: outgoing mail is kept in "
+                       f"{outbox_module.outbox_dir(cfg.data_dir)} instead of being sent")
+        ged = [sys.executable, "-m", "ged.cli"]
+        if not no_worker:
+            for name, args in _worker_commands():
+                supervisor.add(name, ged + args, env)
+        if listen:
+            supervisor.add("smtpd", ged + ["smtpd", "--listen", listen], env)
+        web = supervisor.add("web server", [
+            sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
+            "--workers", str(web_workers), "--threads", "4", "--timeout", "300",
+            "--graceful-timeout", "10", "--access-logfile", "-",
+            *_gunicorn_control_socket(cfg.data_dir), "ged.wsgi:app"],
+            env, essential=True)
+        supervisor.start()
         if embedded:
-            embedded.stop()
+            runtime.write_runtime_file(cfg.data_dir, {
+                "pid": os.getpid(), "redis_url": embedded.url, "url": public_url,
+                "smtpd": listen, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        click.echo(f"ged serving on http://{host}:{port}"
+                   + (f" (links point to {public_url})" if public_url != f"http://{host}:{port}" else ""))
+        while not stop_signal:
+            ended = supervisor.check()
+            if ended is web:
+                click.echo(f"ged serve: the web server exited (status {web.process.returncode}); "
+                           "stopping", err=True)
+                status = 1
+                break
+            time.sleep(0.2)
+    finally:
+        click.echo("ged serve: stopping")
+        supervisor.stop()
         if outbox:
             outbox.stop()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        while True:
-            for child in children:
-                if child.poll() is not None:
-                    if child is web:
-                        click.echo("web server exited", err=True)
-                        stop()
-                    # A worker or smtpd that died is restarted: deposits keep flowing.
-                    idx = children.index(child)
-                    children[idx] = subprocess.Popen(child.args, env=env)
-            time.sleep(1)
-    finally:
-        stop()
+        if embedded:
+            runtime.remove_runtime_file(cfg.data_dir, os.getpid())
+            embedded.stop()
+    click.echo("ged serve: stopped")
+    sys.exit(status)
 
 
 def company_and_folder(company_id: str, folder_id: str | None):
@@ -302,8 +380,14 @@ def _register_extensions() -> None:
 
 
 def main():
+    from .queue import NoRedis
+
     _register_extensions()
-    cli(prog_name="ged")
+    try:
+        cli(prog_name="ged")
+    except NoRedis as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

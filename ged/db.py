@@ -63,6 +63,9 @@ def make_database(url: str) -> peewee.Database:
             port=parsed.port or 5432,
             max_connections=int(query.pop("max_connections", 20)),
             stale_timeout=300,
+            # A request that finds every pooled connection busy waits for one rather
+            # than failing at once (MaxConnectionsExceeded would be a 500 under a burst).
+            timeout=float(query.pop("pool_timeout", 10)),
             **query,
         )
     raise ValueError(f"unsupported DATABASE_URL scheme: {parsed.scheme!r}")

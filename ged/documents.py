@@ -34,12 +34,14 @@ class Upload:
 
 
 def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: str, *,
-            label: str | None = None) -> list[Document]:
+            label: str | None = None, replaces: Document | None = None) -> list[Document]:
     """Deposit files into ``folder``; all of them or none.
 
     ``actor`` is the depositing user (their right to the folder is checked), or
     None for a channel that authenticated otherwise (an e-mail drop address, the
-    import command), described by ``label``."""
+    import command), described by ``label``. With ``replaces`` (one file), the new
+    document replaces that one (see ``replace``). Each document returned carries
+    ``deposit_warnings``: what the depositor should be told (filetypes.WARNINGS codes)."""
     from . import deliveries, runtime
 
     try:
@@ -47,6 +49,8 @@ def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: 
             raise Invalid("Unknown deposit channel.", "invalid_channel")
         if not uploads:
             raise Invalid("No file was sent.", "no_file")
+        if replaces is not None and len(uploads) != 1:
+            raise Invalid("A document is replaced by exactly one file.", "one_file")
         if len(uploads) > MAX_FILES_PER_DEPOSIT:
             raise Invalid(f"At most {MAX_FILES_PER_DEPOSIT} files per deposit.", "too_many_files")
         if actor is not None:
@@ -58,10 +62,10 @@ def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: 
             name = filetypes.clean_filename(upload.name)
             if upload.staged.size == 0:
                 raise Invalid(f"The file {name!r} is empty.", "empty_file")
-            content_type = filetypes.check(upload.staged.path, upload.staged.head, name)
-            checked.append((name, content_type, upload.staged))
+            verdict = filetypes.inspect(upload.staged.path, upload.staged.head, name)
+            checked.append((verdict.name, verdict.content_type, upload.staged, verdict.warnings))
         store = runtime.store()
-        for _name, _ctype, staged in checked:
+        for _name, _ctype, staged, _warnings in checked:
             store.put(staged.sha256, staged.path)  # complete before any row names it
     finally:
         for upload in uploads:
@@ -74,7 +78,10 @@ def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: 
     created: list[Document] = []
     decided = []
     with transaction():
-        for name, content_type, staged in checked:
+        if replaces is not None:
+            # Row locks before the audit trail's lock, in every path (no deadlock).
+            deliveries.lock_documents([replaces.id])
+        for name, content_type, staged, warnings in checked:
             blob, _ = Blob.get_or_create(
                 sha256=staged.sha256,
                 defaults={"size": staged.size, "content_type": content_type},
@@ -85,6 +92,12 @@ def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: 
                               & (Document.blob == staged.sha256)
                               & Document.trashed_at.is_null())
                        .order_by(Document.deposited_at).first())
+            # What the blob's extraction found is copied at once only when this company
+            # already holds the bytes; otherwise a job copies it after the reply, which
+            # must not tell whether another company (or firm) holds the same file.
+            known_here = earlier is not None or (
+                Document.select(Document.id).where((Document.company == folder.company_id)
+                                                   & (Document.blob == staged.sha256)).exists())
             doc = Document.create(
                 firm=firm_id,
                 company=folder.company_id,
@@ -97,19 +110,68 @@ def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: 
                 deposited_at=now,
                 deposited_by=actor.id if actor else None,
                 deposited_by_label=actor_label,
-                text_status=blob.text_status,
+                text_status=blob.text_status if known_here else "pending",
                 duplicate_of=earlier.id if earlier else None,
-                invoice_key=invoice_key(blob.facturx),
+                invoice_key=invoice_key(blob.facturx) if known_here else None,
                 retain_until=folders.retain_until(now, years),
+                replaces_id=replaces.id if replaces is not None else None,
             )
             audit.record(actor or actor_label, "document.deposited", doc, firm=doc.firm_id,
                          details={"name": name, "sha256": staged.sha256, "size": staged.size,
                                   "channel": channel, "folder_id": folder.id,
                                   "duplicate_of": doc.duplicate_of})
+            if replaces is not None:
+                _mark_replaced(actor or actor_label, replaces, doc)
             decided += deliveries.decide(doc, folder, chain)
+            doc.deposit_warnings = list(warnings)  # for the reply only (filetypes.WARNINGS)
             created.append(doc)
+    if decided:  # the replies show what the switches made of each document
+        statuses = dict(Document.select(Document.id, Document.status).where(
+            Document.id.in_([d.id for d in created])).tuples())
+        for doc in created:
+            doc.status = statuses.get(doc.id, doc.status)
     after_commit(created, decided)
     return created
+
+
+def warnings_of(docs: list[Document]) -> list[dict]:
+    """What the depositor of ``docs`` should be told, one entry per warning:
+    ``{document_id, name, code, message}`` (e.g. a PDF kept that needs a password)."""
+    return [{"document_id": d.id, "name": d.name, "code": code,
+             "message": filetypes.WARNINGS[code]}
+            for d in docs for code in getattr(d, "deposit_warnings", ())]
+
+
+def replace(actor: User, doc: Document, upload: Upload, channel: str) -> Document:
+    """Deposit a new version of ``doc`` into its folder, by the one deposit path (so the
+    folder's switches send it): the new document has ``replaces_id``, the old one
+    becomes ``replaced`` and stays, under its retention."""
+    if doc.trashed_at is not None:
+        upload.staged.discard()
+        raise NotFound("Document not found.")
+    if doc.replaced_by_id is not None:
+        upload.staged.discard()
+        raise Conflict("This document was already replaced; replace its newest version.",
+                       "already_replaced")
+    folder = Folder.get_by_id(doc.folder_id)
+    return deposit(actor, folder, [upload], channel, replaces=doc)[0]
+
+
+def _mark_replaced(actor, old: Document, new: Document) -> None:
+    """Inside the deposit's transaction: the old document now points to its replacement.
+    Guarded, so of two replacements at once one wins and the other deposits nothing."""
+    from . import deliveries
+
+    taken = Document.update(replaced_by_id=new.id).where(
+        (Document.id == old.id) & Document.replaced_by_id.is_null()
+        & Document.trashed_at.is_null()).execute()
+    if not taken:
+        raise Conflict("This document was already replaced; replace its newest version.",
+                       "already_replaced")
+    deliveries.refresh_document_status(old.id)
+    audit.record(actor, "document.replaced", old, firm=old.firm_id,
+                 details={"name": old.name, "replaced_by": new.id, "new_name": new.name,
+                          "reason": old.status_reason})
 
 
 def invoice_key(facturx: dict | None) -> str | None:
@@ -120,6 +182,16 @@ def invoice_key(facturx: dict | None) -> str | None:
     if not seller:
         return None
     return f"{str(seller).strip().upper()}|{str(facturx['number']).strip().upper()}"[:200]
+
+
+def blobs_to_copy(limit: int = 1000) -> list[str]:
+    """Blobs whose text is known but not yet copied onto a document deposited since
+    (the deposit leaves that to the extraction job): for the reconciler."""
+    return [row[0] for row in (Document.select(Document.blob)
+                               .join(Blob, on=(Document.blob == Blob.sha256))
+                               .where((Document.text_status == "pending")
+                                      & (Blob.text_status != "pending"))
+                               .distinct().limit(limit).tuples())]
 
 
 def after_commit(documents: list[Document], decided: list) -> None:
@@ -160,7 +232,7 @@ def move(actor: User, doc: Document, target: Folder) -> Document:
 
 def rename(actor: User, doc: Document, name: str) -> Document:
     permissions.require_role(actor, "admin", "staff")
-    name = filetypes.clean_filename(name)
+    name = filetypes.name_for(filetypes.clean_filename(name), doc.content_type)
     with transaction():
         Document.update(name=name, index_dirty=True).where(Document.id == doc.id).execute()
         audit.record(actor, "document.renamed", doc, details={"from": doc.name, "to": name})
@@ -283,13 +355,19 @@ def document_dict(doc: Document, user: User) -> dict:
         "deposited_by": doc.deposited_by_id,
         "deposited_by_name": doc.deposited_by_label,
         "status": doc.status,
+        "status_reason": doc.status_reason if doc.status == "rejected" else None,
+        "replaces_id": doc.replaces_id,
+        "replaced_by_id": doc.replaced_by_id,
         "text_status": doc.text_status,
         "retain_until": doc.retain_until.isoformat() if doc.retain_until else None,
         "legal_hold": doc.legal_hold,
         "trashed_at": doc.trashed_at.isoformat() if doc.trashed_at else None,
-        "facturx": blob.facturx,
+        # Known once this document's own text status is: a fresh deposit never shows
+        # what an earlier deposit of the same bytes elsewhere found.
+        "facturx": blob.facturx if doc.text_status != "pending" else None,
     }
     if permissions.is_firm_user(user):
         data["duplicate_of"] = doc.duplicate_of
-        data["text_error"] = blob.text_error if doc.text_status == "failed" else None
+        shown = doc.text_status in ("failed", "partial", "encrypted")  # why text is missing
+        data["text_error"] = blob.text_error if shown else None
     return data

@@ -171,8 +171,23 @@ def _csv(entries: list[dict]) -> bytes:
                             lineterminator="\r\n")
     writer.writeheader()
     for entry in entries:
-        writer.writerow({k: ("" if entry[k] is None else entry[k]) for k in MANIFEST_FIELDS})
+        writer.writerow({k: _cell(entry[k]) for k in MANIFEST_FIELDS})
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+# A cell a spreadsheet would read as a formula (or DDE call) when opened.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _cell(value):
+    """A manifest value as a CSV cell. Text that a spreadsheet would run as a formula
+    (a document named ``=HYPERLINK(...)``) gets a leading apostrophe, which shows it
+    as text (OWASP's advice for CSV injection); manifest.json keeps the exact name."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _audit_trail(company: Company):

@@ -1,15 +1,25 @@
 """What a file really is, read from its bytes, and whether ged accepts it.
 
-The type is never trusted from the client or the extension: it is detected from
-the content, then checked against the name's extension so that a ``.pdf`` that
-is really an executable or an HTML page is refused.
+The type is never trusted from the client: a file is accepted only when its name's
+extension is on the allow-list AND its bytes are of that type, so a ``.pdf`` that is
+really an executable, an HTML page or a ``.bat`` is refused. A name without extension
+is accepted when its bytes are unambiguously an accepted type, and gets its extension.
+Text, CSV and XML files are scanned whole for HTML/SVG markup.
+
+Everything here runs in the web request, so every check does bounded work whatever
+the file: structure walks stop at a count and a time budget before a parser is given
+the file, and no pixel or compressed part is decoded.
 """
 
 from __future__ import annotations
 
+import re
+import struct
+import time
 import unicodedata
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import filetype
@@ -24,6 +34,7 @@ HEIC = "image/heic"
 TEXT = "text/plain"
 CSV = "text/csv"
 XML = "application/xml"
+JSON = "application/json"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
@@ -42,6 +53,7 @@ EXTENSIONS = {
     ".txt": {TEXT}, ".text": {TEXT},
     ".csv": {CSV, TEXT},
     ".xml": {XML},
+    ".json": {JSON},
     ".docx": {DOCX}, ".xlsx": {XLSX}, ".pptx": {PPTX},
     ".odt": {ODT}, ".ods": {ODS},
     ".doc": {DOC}, ".xls": {XLS},
@@ -50,6 +62,16 @@ ALLOWED = set().union(*EXTENSIONS.values())
 IMAGE_TYPES = {JPEG, PNG, TIFF, HEIC}
 MAX_IMAGE_PIXELS = 120_000_000  # about 12,000 x 10,000: far above a 600 dpi A3 scan
 MAX_PDF_PAGES = 2000
+MAX_ZIP_ENTRIES = 20_000  # parts of an office file (a large workbook has a few hundred)
+MAX_HEADER_SEGMENTS = 10_000  # PNG chunks / JPEG segments before the image data
+MAX_OLE_SECTORS = 4096  # sectors followed in a legacy Office file's directory
+CHECK_SECONDS = 5.0  # time budget of one structure walk
+PARSE_SECONDS = 10.0  # time budget of a parser's look at a PDF or HEIC (in a child)
+# The extension given to a file deposited without one.
+CANONICAL_EXTENSION = {PDF: ".pdf", JPEG: ".jpg", PNG: ".png", TIFF: ".tif", HEIC: ".heic",
+                       TEXT: ".txt", CSV: ".csv", XML: ".xml", JSON: ".json", DOCX: ".docx",
+                       XLSX: ".xlsx", PPTX: ".pptx", ODT: ".odt", ODS: ".ods", DOC: ".doc",
+                       XLS: ".xls"}
 
 _BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069",
          "\u200e", "\u200f"}
@@ -65,14 +87,37 @@ def clean_filename(name: str | None) -> str:
         raise Invalid("The file name is longer than 255 characters.", "invalid_name")
     if name in {".", ".."} or name.startswith("."):
         raise Invalid("The file name must not start with a dot.", "invalid_name")
+    from .names import control_character
+
+    if control_character(name) is not None:  # C0/C1 controls, U+2028/U+2029 (ged/names.py)
+        raise Invalid("The file name holds control characters or line separators.",
+                      "invalid_name")
     for ch in name:
-        if ord(ch) < 32 or ord(ch) == 127 or unicodedata.category(ch) == "Cc":
-            raise Invalid("The file name holds control characters.", "invalid_name")
         if ch in _BIDI:
             raise Invalid("The file name holds text-direction characters.", "invalid_name")
         if ch in _FORBIDDEN_IN_NAMES:
             raise Invalid(f"The file name must not contain {ch!r}.", "invalid_name")
     return name
+
+
+# --- what the bytes are ----------------------------------------------------------------------
+
+# Markup a browser (or a tool that opens the file in one) would run or render: looked
+# for in the WHOLE of every text, CSV, JSON and XML file, and in the bytes a PDF header
+# follows. A tag must follow "<" at once to be one; a prefixed XML tag (<h:script>) is
+# markup only under the XHTML or SVG namespace, looked for as such. The pattern starts
+# with a literal and is matched on lower-cased bytes: linear, and quick even on 50 MB of "<".
+_MARKUP_TAG = re.compile(
+    rb"<(?:script|html|svg|iframe|frameset|frame|embed|img|body|meta|link|base|form|style"
+    rb"|foreignobject|!doctype\s+html)(?![\w.:-])")
+_MARKUP_NAMESPACES = (b"www.w3.org/1999/xhtml", b"www.w3.org/2000/svg")
+_SCAN_CHUNK = 1 << 20
+_SCAN_OVERLAP = 64  # a tag or namespace cut by a chunk boundary is found in the overlap
+
+
+def _markup_in(data: bytes) -> bool:
+    lowered = data.lower()
+    return bool(_MARKUP_TAG.search(lowered)) or any(ns in lowered for ns in _MARKUP_NAMESPACES)
 
 
 def _looks_like_text(head: bytes) -> str | None:
@@ -91,29 +136,159 @@ def _looks_like_text(head: bytes) -> str | None:
     return text
 
 
+def _holds_markup(path: Path) -> bool:
+    """Whether HTML or SVG markup appears anywhere in the file (read in chunks: linear)."""
+    tail = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_SCAN_CHUNK):
+            if _markup_in(tail + chunk):
+                return True
+            tail = chunk[-_SCAN_OVERLAP:]
+    return False
+
+
+def _read_at(fh, offset: int, size: int) -> bytes:
+    fh.seek(offset)
+    data = fh.read(size)
+    if len(data) < size:
+        raise _Damaged
+    return data
+
+
+class _Damaged(Exception):
+    """A structure walk found the file truncated or inconsistent."""
+
+
+class _Budget:
+    """A bound on the work one structure walk may do: so many steps, so much time."""
+
+    def __init__(self, steps: int, what: str):
+        self.left, self.what = steps, what
+        self.deadline = time.monotonic() + CHECK_SECONDS
+
+    def step(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _Damaged
+        if not self.left % 256 and time.monotonic() > self.deadline:
+            raise Invalid(f"Checking this {self.what} took too long.", "corrupt_file")
+
+
+def _zip_entries(path: Path) -> int | None:
+    """The entry count a ZIP's end record announces (ZIP64 included), read before any
+    parser builds its directory; None when there is no end record."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        start = max(0, size - 65_557)  # the end record and its longest comment
+        fh.seek(start)
+        tail = fh.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return None
+        entries = struct.unpack_from("<H", tail, at + 10)[0]
+        if entries == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
+            z64 = struct.unpack_from("<Q", tail, at - 12)[0]
+            try:
+                record = _read_at(fh, z64, 56)
+            except _Damaged:
+                return None
+            if record[:4] == b"PK\x06\x06":
+                entries = struct.unpack_from("<Q", record, 32)[0]
+        return entries
+
+
 def _ooxml_or_odf(path: Path) -> str | None:
+    """DOCX/XLSX/PPTX/ODT/ODS from a ZIP's part names, reading no compressed data but
+    100 bytes of ODF's ``mimetype``; Unsupported for documents that carry macros."""
+    entries = _zip_entries(path)
+    if entries is None:
+        return None
+    if entries > MAX_ZIP_ENTRIES:
+        raise Invalid(f"This office file holds {entries} parts; the limit is {MAX_ZIP_ENTRIES}.",
+                      "too_many_parts")
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
+            if any(n.lower().endswith("vbaproject.bin") or n.startswith(("Basic/", "Scripts/"))
+                   for n in names):
+                raise Unsupported("Office documents with macros are not accepted; save it "
+                                  "without macros and deposit it again.", "unsupported_type")
             if "mimetype" in names:
-                mimetype = zf.read("mimetype")[:100].decode("ascii", "replace").strip()
+                with zf.open("mimetype") as fh:
+                    mimetype = fh.read(100).decode("ascii", "replace").strip()
                 return mimetype if mimetype in {ODT, ODS} else None
             if "[Content_Types].xml" in names:
-                if any(n.startswith("word/") for n in names):
-                    return DOCX
-                if any(n.startswith("xl/") for n in names):
-                    return XLSX
-                if any(n.startswith("ppt/") for n in names):
-                    return PPTX
-    except (zipfile.BadZipFile, OSError, ValueError):
+                for part, kind in (("word/document.xml", DOCX), ("xl/workbook.xml", XLSX),
+                                   ("ppt/presentation.xml", PPTX)):
+                    if part in names:
+                        return kind
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         return None
     return None
 
 
+def _ole_streams(path: Path) -> set[str]:
+    """The names in an OLE2 (legacy Office) file's directory, following at most
+    MAX_OLE_SECTORS sectors of its chain."""
+    names: set[str] = set()
+    with open(path, "rb") as fh:
+        try:
+            header = _read_at(fh, 0, 512)
+            shift = struct.unpack_from("<H", header, 30)[0]
+            if shift not in (9, 12):
+                return names
+            size = 1 << shift
+            fat_count, first_dir = struct.unpack_from("<II", header, 44)
+            first_difat, difat_count = struct.unpack_from("<II", header, 68)
+            fat = list(struct.unpack_from("<109I", header, 76))[:min(fat_count, 109)]
+            difat, hops = first_difat, 0
+            while len(fat) < fat_count and difat < 0xFFFFFFFA and hops < MAX_OLE_SECTORS:
+                block = struct.unpack(f"<{size // 4}I", _read_at(fh, (difat + 1) * size, size))
+                fat.extend(block[:-1][:fat_count - len(fat)])
+                difat, hops = block[-1], hops + 1
+            per = size // 4
+            cache: dict[int, bytes] = {}
+
+            def following(sector: int) -> int:
+                index = sector // per
+                if index >= len(fat):
+                    return 0xFFFFFFFE
+                if index not in cache:
+                    cache[index] = _read_at(fh, (fat[index] + 1) * size, size)
+                return struct.unpack_from("<I", cache[index], (sector % per) * 4)[0]
+
+            sector, seen = first_dir, set()
+            while sector < 0xFFFFFFFA and sector not in seen and len(seen) < MAX_OLE_SECTORS:
+                seen.add(sector)
+                block = _read_at(fh, (sector + 1) * size, size)
+                for at in range(0, size, 128):
+                    length = struct.unpack_from("<H", block, at + 64)[0]
+                    if 2 <= length <= 64:
+                        names.add(block[at:at + length - 2].decode("utf-16-le", "replace"))
+                sector = following(sector)
+        except (_Damaged, struct.error):
+            pass
+    return names
+
+
+def _ole_kind(path: Path) -> str | None:
+    """DOC or XLS by the stream an OLE2 file holds; None for any other OLE2 file
+    (an installer, an e-mail, a password-protected OOXML...)."""
+    names = _ole_streams(path)
+    if "WordDocument" in names:
+        return DOC
+    if "Workbook" in names or "Book" in names:
+        return XLS
+    return None
+
+
 def detect(path: Path, head: bytes) -> str | None:
-    """The content type of a staged file, from its bytes; None when not recognised."""
-    if head.startswith(b"%PDF-") or b"%PDF-" in head[:1024]:
-        return PDF
+    """The content type of a staged file, from its bytes; None when not recognised.
+    ``text/html`` and ``image/svg+xml`` mean markup was found (never accepted)."""
+    at = head.find(b"%PDF-", 0, 1024 + 5)
+    if 0 <= at <= 1024:
+        # Viewers skip up to 1 KB before the header; that prefix must not be markup.
+        return "text/html" if _markup_in(head[:at]) else PDF
     kind = filetype.guess(head)
     mime = kind.mime if kind else None
     if mime in {JPEG, PNG, TIFF}:
@@ -123,97 +298,313 @@ def detect(path: Path, head: bytes) -> str | None:
     if mime == "application/zip" or head.startswith(b"PK\x03\x04"):
         return _ooxml_or_odf(path)
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return DOC  # OLE2: .doc or .xls, told apart by the extension below
+        return _ole_kind(path)
     if mime is not None:
         return mime
     text = _looks_like_text(head)
     if text is None:
         return None
-    lowered = text.lstrip("\ufeff \t\r\n").lower()
-    if lowered.startswith(("<!doctype html", "<html")) or "<script" in lowered[:4096]:
-        return "text/html"
-    if lowered.startswith("<svg") or "<svg" in lowered[:1024]:
-        return "image/svg+xml"
-    if lowered.startswith("<?xml") or lowered.startswith("<"):
+    if _holds_markup(path):
+        return "image/svg+xml" if "<svg" in text.lower() else "text/html"
+    lowered = text.lstrip("\ufeff \t\r\n")
+    if lowered.startswith("<"):
         return XML
+    if lowered.startswith(("{", "[")):
+        return JSON
     return TEXT
 
 
-def check(path: Path, head: bytes, name: str) -> str:
-    """The accepted content type of a staged file named ``name``, or Unsupported/Invalid."""
+# --- the verdict -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ged accepts a file as: its verified content type, the name to store it
+    under, and what the depositor should be told (codes of WARNINGS)."""
+
+    content_type: str
+    name: str
+    warnings: tuple[str, ...] = ()
+
+
+WARNINGS = {
+    "encrypted_pdf": "This PDF is protected by a password: it was kept, but the firm may "
+                     "not be able to read it. Deposit a copy without the password if you can.",
+}
+_ACCEPTED = ("Accepted: PDF, JPEG, PNG, TIFF, HEIC, Word, Excel, PowerPoint, OpenDocument, "
+             "XML, JSON, CSV and text files.")
+
+
+def extension(name: str) -> str:
+    """The extension of ``name``, lower-case; "" when it has none (a suffix of digits or
+    with spaces, as in "Relevé 12.2024" or "Facture M. Dupont", is not an extension)."""
     ext = Path(name).suffix.lower()
+    if re.fullmatch(r"\.[a-z0-9]{1,10}", ext) and not ext[1:].isdigit():
+        return ext
+    return ""
+
+
+def inspect(path: Path, head: bytes, name: str) -> Verdict:
+    """Accept a staged file named ``name`` only when its extension is on the allow-list
+    and its bytes are of that type (a name without extension gets the extension of
+    what its bytes unambiguously are). Raises Unsupported or Invalid otherwise. Every
+    check does bounded work whatever the file."""
+    ext = extension(name)
+    if ext and ext not in EXTENSIONS:
+        raise Unsupported(f"Files named {ext} are not accepted. {_ACCEPTED}", "unsupported_type")
     detected = detect(path, head)
     if detected in {"text/html", "image/svg+xml"}:
         raise Unsupported("HTML and SVG files are not accepted (they can carry scripts).",
                           "unsupported_type")
-    if detected == DOC and ext == ".xls":
-        detected = XLS
     if detected is None or detected not in ALLOWED:
-        raise Unsupported(
-            "This type of file is not accepted. Accepted: PDF, JPEG, PNG, TIFF, HEIC, "
-            "office documents, XML, CSV and text.", "unsupported_type")
-    expected = EXTENSIONS.get(ext)
-    if expected is None:
-        # No or unknown extension: the content decides.
-        pass
-    elif detected not in expected and not (detected == TEXT and CSV in expected):
+        raise Unsupported(f"This type of file is not accepted. {_ACCEPTED}", "unsupported_type")
+    if not ext:
+        name = f"{name.rstrip('.')}{CANONICAL_EXTENSION[detected]}"
+        if len(name) > 255:
+            raise Invalid("The file name is longer than 255 characters.", "invalid_name")
+    elif detected in (TEXT, XML, JSON) and ext in (".txt", ".text", ".csv"):
+        # Plain text that happens to start with "<" or "{" (markup was refused above).
+        detected = CSV if ext == ".csv" else TEXT
+    elif detected not in EXTENSIONS[ext]:
         raise Unsupported(
             f"The content of this file ({detected}) does not match its name ({ext}).",
             "content_mismatch")
-    if detected == TEXT and ext == ".csv":
-        detected = CSV
+    found: tuple[str, ...] = ()
     if detected in IMAGE_TYPES:
-        _check_image(path)
+        _check_image(path, detected)
     elif detected == PDF:
-        _check_pdf(path)
-    return detected
+        found = _check_pdf(path)
+    return Verdict(detected, name, found)
 
 
-def _check_image(path: Path) -> None:
+def name_for(name: str, content_type: str) -> str:
+    """``name`` for a document whose bytes are ``content_type`` (a rename): its extension
+    must be one that type may carry; a name without one gets the type's extension."""
+    ext = extension(name)
+    if not ext:
+        name = f"{name.rstrip('.')}{CANONICAL_EXTENSION.get(content_type, '')}"
+        if len(name) > 255:
+            raise Invalid("The file name is longer than 255 characters.", "invalid_name")
+        return name
+    if content_type not in EXTENSIONS.get(ext, ()) and not (
+            ext in (".txt", ".text", ".csv") and content_type in (TEXT, CSV, JSON)):
+        raise Invalid(f"This document's content ({content_type}) cannot be named {ext}.",
+                      "content_mismatch")
+    return name
+
+
+def check(path: Path, head: bytes, name: str) -> str:
+    """The accepted content type of a staged file named ``name``, or Unsupported/Invalid
+    (see ``inspect``, which also gives the stored name and the warnings)."""
+    return inspect(path, head, name).content_type
+
+
+# --- images: bounded structure walks before Pillow reads a header ----------------------------
+
+
+def _too_large() -> Invalid:
+    return Invalid("This image is too large in pixels (a possible decompression bomb).",
+                   "image_too_large")
+
+
+def _tiff_pages(path: Path) -> int:
+    """Walk a TIFF's chain of page directories (classic or BigTIFF), checking each page's
+    size, up to MAX_PDF_PAGES + 1 pages: the count never costs more than that."""
+    budget = _Budget(MAX_PDF_PAGES + 2, "image")
+    with open(path, "rb") as fh:
+        head = _read_at(fh, 0, 16)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None:
+            raise _Damaged
+        big = struct.unpack_from(order + "H", head, 2)[0] == 43
+        if big:
+            offset, count_fmt, entry_size, next_fmt = (struct.unpack_from(order + "Q", head, 8)[0],
+                                                       "Q", 20, "Q")
+        else:
+            offset, count_fmt, entry_size, next_fmt = (struct.unpack_from(order + "I", head, 4)[0],
+                                                       "H", 12, "I")
+        count_size, next_size = struct.calcsize(count_fmt), struct.calcsize(next_fmt)
+        value_at = 12 if big else 8
+        pages, seen = 0, set()
+        while offset and pages <= MAX_PDF_PAGES:
+            if offset in seen:
+                break  # a loop back to an earlier page: the pages so far are the file
+            seen.add(offset)
+            budget.step()
+            entries = struct.unpack(order + count_fmt, _read_at(fh, offset, count_size))[0]
+            # Tags are sorted: width (256) and height (257) are among the first few.
+            shown = min(entries, 16)
+            table = _read_at(fh, offset + count_size, shown * entry_size)
+            width = height = 0
+            for i in range(shown):
+                tag, kind = struct.unpack_from(order + "HH", table, i * entry_size)
+                if tag in (256, 257):
+                    fmt = {3: "H", 4: "I", 16: "Q"}.get(kind, "I")
+                    value = struct.unpack_from(order + fmt, table, i * entry_size + value_at)[0]
+                    width, height = (value, height) if tag == 256 else (width, value)
+            if width * height > MAX_IMAGE_PIXELS:
+                raise _too_large()
+            pages += 1
+            offset = struct.unpack(order + next_fmt, _read_at(
+                fh, offset + count_size + entries * entry_size, next_size))[0]
+    return pages
+
+
+def _walk_png(path: Path) -> None:
+    """PNG chunks up to the image data: at most MAX_HEADER_SEGMENTS of them."""
+    budget = _Budget(MAX_HEADER_SEGMENTS, "image")
+    with open(path, "rb") as fh:
+        offset = 8
+        while True:
+            budget.step()
+            length, kind = struct.unpack(">I4s", _read_at(fh, offset, 8))
+            if kind in (b"IDAT", b"IEND"):
+                return
+            offset += 12 + length
+
+
+def _walk_jpeg(path: Path) -> None:
+    """JPEG segments up to the start of scan: at most MAX_HEADER_SEGMENTS of them and
+    64 KB of stray bytes between them (Pillow steps through those a byte at a time)."""
+    budget = _Budget(MAX_HEADER_SEGMENTS, "image")
+    stray = 0
+    with open(path, "rb") as fh:
+        offset = 2
+        while True:
+            budget.step()
+            marker = _read_at(fh, offset, 2)
+            if marker[0] != 0xFF:
+                stray += 1
+                offset += 1
+                if stray > 65_536:
+                    raise _Damaged
+                continue
+            code = marker[1]
+            if code == 0xFF or 0xD0 <= code <= 0xD8 or code == 0x01:
+                offset += 1 if code == 0xFF else 2
+                continue
+            if code in (0xDA, 0xD9):
+                return
+            length = struct.unpack(">H", _read_at(fh, offset + 2, 2))[0]
+            offset += 2 + length
+
+
+def _check_image(path: Path, kind: str) -> None:
+    """Refuse an image whose header is inconsistent, whose pixels (any page) exceed
+    MAX_IMAGE_PIXELS or whose pages exceed MAX_PDF_PAGES; no pixel is decoded."""
     from PIL import Image
 
     try:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-    except ImportError:  # pragma: no cover - optional
-        pass
+        if kind == TIFF:
+            pages = _tiff_pages(path)
+            if pages > MAX_PDF_PAGES:
+                raise Invalid(f"This image has more than {MAX_PDF_PAGES} pages.", "too_many_pages")
+        elif kind == PNG:
+            _walk_png(path)
+        elif kind == JPEG:
+            _walk_jpeg(path)
+    except _Damaged:
+        raise Invalid("This image is damaged and cannot be read.", "corrupt_file") from None
+    if kind == HEIC:
+        code = _in_child(_heic_problem, str(path))
+        if code == "image_too_large":
+            raise _too_large()
+        if code == "too_many_pages":
+            raise Invalid("This image has too many pages.", "too_many_pages")
+        if code:
+            raise Invalid("This image is damaged and cannot be read.", "corrupt_file")
+        return
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    formats = {JPEG: ["JPEG"], PNG: ["PNG"], TIFF: ["TIFF"]}.get(kind)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=formats) as img:
                 width, height = img.size
                 if width * height > MAX_IMAGE_PIXELS:
-                    raise Image.DecompressionBombError("too many pixels")
-                frames = getattr(img, "n_frames", 1)
-                if frames > MAX_PDF_PAGES:
-                    raise Invalid("This image has too many pages.", "too_many_pages")
+                    raise _too_large()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise Invalid("This image is too large in pixels (a possible decompression bomb).",
-                      "image_too_large") from None
+        raise _too_large() from None
     except Invalid:
         raise
     except Exception:
         raise Invalid("This image is damaged and cannot be read.", "corrupt_file") from None
 
 
-def _check_pdf(path: Path) -> None:
+def _heic_problem(path: str) -> str | None:
+    """In a child: None for a HEIC/HEIF libheif reads within the limits, else the error
+    code (image_too_large, too_many_pages, corrupt_file)."""
+    from PIL import Image
+
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                return "image_too_large"
+            if getattr(img, "n_frames", 1) > MAX_PDF_PAGES:
+                return "too_many_pages"
+    except Exception:  # noqa: BLE001 - libheif could not read it
+        return "corrupt_file"
+    return None
+
+
+# --- PDF -------------------------------------------------------------------------------------
+
+
+def _in_child(fn, *args):
+    """``fn(*args)`` in a child process with bounded memory and PARSE_SECONDS of time:
+    pdfium, qpdf and libheif each have inputs that keep them busy for long seconds
+    (45 MB of nested arrays, millions of tiny objects), which no request may cost."""
+    from . import extraction
+
+    try:
+        with extraction._Children(1) as children:
+            return children.run(fn, *args, timeout=PARSE_SECONDS)
+    except extraction.ExtractionFailed:
+        raise Invalid("This file could not be checked (its reader gave up on it: it may be "
+                      "damaged or malicious).", "corrupt_file") from None
+
+
+def _pdf_facts(path: str) -> tuple[str, int]:
+    """In a child: ("ok", pages) for a PDF a common viewer opens (directly, with an
+    empty user password, or once repaired by qpdf), ("encrypted", 0) for one that
+    needs a password, ("damaged", 0) for one beyond repair."""
+    import pikepdf
     import pypdfium2 as pdfium
 
     try:
-        pdf = pdfium.PdfDocument(str(path))
-    except pdfium.PdfiumError as exc:
-        if "password" in str(exc).lower():
-            raise Invalid("This PDF is protected by a password; remove the protection and "
-                          "deposit it again.", "encrypted_pdf") from None
-        raise Invalid("This PDF is damaged and cannot be read.", "corrupt_file") from None
+        pdf = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError:
+        pdf = None
+    if pdf is not None:
+        try:
+            return "ok", len(pdf)
+        finally:
+            pdf.close()
+    # pdfium refused it: a password, or damage that a repairing reader may get over.
     try:
-        pages = len(pdf)
-        if pages == 0:
-            raise Invalid("This PDF has no pages.", "corrupt_file")
-        if pages > MAX_PDF_PAGES:
-            raise Invalid(f"This PDF has {pages} pages; the limit is {MAX_PDF_PAGES}.",
-                          "too_many_pages")
-    finally:
-        pdf.close()
+        with pikepdf.open(path, attempt_recovery=True) as repaired:
+            return "ok", len(repaired.pages)
+    except pikepdf.PasswordError:
+        return "encrypted", 0
+    except Exception:  # noqa: BLE001 - qpdf could not repair it either
+        return "damaged", 0
+
+
+def _check_pdf(path: Path) -> tuple[str, ...]:
+    """Accept a PDF a common viewer opens; one that needs a password is kept with a
+    warning. Returns the warnings."""
+    state, pages = _in_child(_pdf_facts, str(path))
+    if state == "encrypted":
+        return ("encrypted_pdf",)
+    if state == "damaged":
+        raise Invalid("This PDF is damaged and cannot be read.", "corrupt_file")
+    if pages == 0:
+        raise Invalid("This PDF has no pages.", "corrupt_file")
+    if pages > MAX_PDF_PAGES:
+        raise Invalid(f"This PDF has {pages} pages; the limit is {MAX_PDF_PAGES}.",
+                      "too_many_pages")
+    return ()

@@ -162,7 +162,7 @@ def create_folder(actor, parent: Folder, name: str, *, firm_only: bool = False) 
     """A new folder under ``parent``; names are unique among siblings."""
     name = clean_folder_name(name)
     with transaction():
-        _check_sibling_name(parent, name)
+        _check_sibling_name(parent, name, actor=actor)
         folder = _new_folder(parent.company_id, parent, name, firm_only=firm_only)
         # The actor may be a command given as a string (`ged import`): the firm is the company's.
         firm_id = Company.select(Company.firm).where(Company.id == parent.company_id).scalar()
@@ -171,9 +171,16 @@ def create_folder(actor, parent: Folder, name: str, *, firm_only: bool = False) 
     return folder
 
 
-def _check_sibling_name(parent: Folder, name: str, exclude: str | None = None) -> None:
+def _check_sibling_name(parent: Folder, name: str, exclude: str | None = None,
+                        actor=None) -> None:
+    """Conflict when a sibling the actor can see already has this name. A client
+    never sees firm-only folders, so those do not count for them: refusing would
+    reveal a hidden folder's name (the client's folder is created beside it, and
+    the firm sees both, the hidden one tagged « cabinet »)."""
     query = Folder.select().where((Folder.parent == parent.id) & (Folder.name == name)
                                   & Folder.trashed_at.is_null())
+    if getattr(actor, "role", None) == "client":
+        query = query.where(Folder.firm_only == False)  # noqa: E712
     if exclude:
         query = query.where(Folder.id != exclude)
     if query.exists():
@@ -185,7 +192,7 @@ def rename(actor, folder: Folder, name: str) -> Folder:
     if folder.parent_id is None:
         raise Invalid("The root folder cannot be renamed.", "root_folder")
     with transaction():
-        _check_sibling_name(folder.parent, name, exclude=folder.id)
+        _check_sibling_name(folder.parent, name, exclude=folder.id, actor=actor)
         old = folder.name
         Folder.update(name=name).where(Folder.id == folder.id).execute()
         audit.record(actor, "folder.renamed", folder, firm=actor.firm_id,
@@ -206,7 +213,7 @@ def move(actor, folder: Folder, new_parent: Folder) -> Folder:
     with transaction():
         folder = Folder.get_by_id(folder.id)  # fresh path inside the lock
         new_parent = Folder.get_by_id(new_parent.id)
-        _check_sibling_name(new_parent, folder.name, exclude=folder.id)
+        _check_sibling_name(new_parent, folder.name, exclude=folder.id, actor=actor)
         old_prefix = folder.path
         new_prefix = new_parent.path + folder.id + "/"
         shift = new_parent.depth + 1 - folder.depth
@@ -264,7 +271,7 @@ def trash(actor, folder: Folder) -> Folder:
 
 def restore(actor, folder: Folder) -> Folder:
     with transaction():
-        _check_sibling_name(folder.parent, folder.name, exclude=folder.id)
+        _check_sibling_name(folder.parent, folder.name, exclude=folder.id, actor=actor)
         Folder.update(trashed_at=None).where(Folder.id == folder.id).execute()
         audit.record(actor, "folder.restored", folder, firm=actor.firm_id)
     _mark_subtree_dirty(folder)

@@ -14,15 +14,18 @@ what the database says is pending and Redis does not hold, including deliveries
 left ``sending`` by a worker that died (no lease any more).
 
 Http requests follow the Standard Webhooks specification (``webhook-id`` = the
-delivery id on every retry, HMAC-SHA256 over ``id.timestamp.body``) and stream the
-file from the blob store twice (once to sign, once to send), never holding it
-whole in memory.
+delivery id on every retry, HMAC-SHA256 over ``id.timestamp.body``). The body is
+the JSON envelope (pure ASCII, so the published verifiers check it whatever the
+document's bytes: the file is a signed link and, up to ``inline_max_bytes``,
+base64), or multipart for upload endpoints. Either is streamed from the blob store
+twice (once to sign, once to send), never held whole in memory.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import email.policy
 import email.utils
 import hashlib
 import hmac
@@ -38,12 +41,12 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Iterable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpcore
 import httpx
 
-from . import audit, deliveries, folders, mail, permissions, queue, runtime
+from . import audit, deliveries, filetypes, folders, integrations, mail, permissions, queue, runtime
 from .db import transaction
 from .deliveries import IN_FLIGHT
 from .errors import Invalid, NotFound, Unauthorized
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 ACTOR = "transmission"  # how the forwarding worker appears in the audit trail
 USER_AGENT = "ged-forwarding/1"
 RESPONSE_EXCERPT = 2048
+SEND_BUFFER = 256 * 1024  # bytes written at a time when sending a body
 STATUS_TOLERANCE = 300  # seconds a tool's status message timestamp may be off
 VERDICTS = ("validated", "rejected")
 
@@ -212,9 +216,12 @@ def _client(cfg) -> httpx.Client:
         transport = httpx.HTTPTransport(trust_env=False, retries=0)
         # httpx has no hook on the connect step: give the transport a pool whose network
         # backend checks every address it connects to.
+        # TCP_NODELAY: a request is headers then body; with Nagle's algorithm the body's
+        # last segment can wait for the tool's delayed ACK (40 ms a request).
         transport._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=20,
-            keepalive_expiry=30.0, network_backend=_GuardedBackend(cfg.allow_private_targets))
+            keepalive_expiry=30.0, network_backend=_GuardedBackend(cfg.allow_private_targets),
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         client = httpx.Client(transport=transport, follow_redirects=False, trust_env=False,
                               timeout=httpx.Timeout(cfg.delivery_timeout,
                                                     connect=cfg.delivery_connect_timeout))
@@ -268,65 +275,141 @@ def signature_matches(secrets_: list[str], msg_id: str, timestamp: str, body: by
     return False
 
 
-# --- the request body ---------------------------------------------------------------------
+# --- request bodies -----------------------------------------------------------------------
 
 
-class _Multipart:
-    """A multipart/form-data body built from parts whose content is bytes or a blob
-    of the store; it can be iterated more than once (sign, then send) and knows its
-    length without reading the blob."""
+class _Blob:
+    """The bytes of a blob of the store, read only while the body is iterated."""
+
+    def __init__(self, sha256: str, size: int):
+        self.sha256, self.size = sha256, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self) -> Iterator[bytes]:
+        yield from iter_blob(runtime.store(), self.sha256)
+
+
+class _Base64:
+    """A piece (bytes or a blob) as base64 text, encoded as it is read: a multiple of
+    3 bytes at a time, so the encoded chunks join into one valid base64 string."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return 4 * math.ceil(len(self.inner) / 3)
+
+    def chunks(self) -> Iterator[bytes]:
+        carry = b""
+        for chunk in _piece_chunks(self.inner):
+            data = carry + chunk
+            cut = len(data) - len(data) % 3
+            if cut:
+                yield base64.b64encode(data[:cut])
+            carry = data[cut:]
+        if carry:
+            yield base64.b64encode(carry)
+
+
+def _piece_chunks(piece) -> Iterator[bytes]:
+    if isinstance(piece, bytes):
+        if piece:
+            yield piece
+    else:
+        yield from piece.chunks()
+
+
+class _Body:
+    """A request body made of pieces (bytes, a blob, a blob's base64): it can be
+    iterated more than once (sign, then send) and knows its length without reading a
+    blob, so a large document is never held in memory."""
+
+    def __init__(self, content_type: str):
+        self.content_type = content_type
+        self.pieces: list = []
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.pieces)
+
+    def chunks(self) -> Iterator[bytes]:
+        for piece in self.pieces:
+            yield from _piece_chunks(piece)
+
+
+def _json_body(envelope: dict, streamed: dict[str, object]) -> _Body:
+    """The envelope as JSON, each placeholder string of ``streamed`` (found as a value)
+    replaced by its piece's base64. The JSON is pure ASCII (``\\u`` escapes), so a
+    verifier that reads the body as text, in any language, gets it unchanged."""
+    text = json.dumps(envelope, ensure_ascii=True).encode()
+    body = _Body("application/json")
+    at = 0
+    found = sorted((text.index(f'"{marker}"'.encode()), marker) for marker in streamed)
+    for position, marker in found:
+        body.pieces += [text[at:position + 1], _Base64(streamed[marker])]
+        at = position + 1 + len(marker)
+    body.pieces.append(text[at:])
+    return body
+
+
+class _Multipart(_Body):
+    """A multipart/form-data body whose parts are bytes or blobs of the store."""
 
     def __init__(self):
         self.boundary = "ged-" + secrets.token_hex(16)
-        self.parts: list[tuple[bytes, object, int]] = []
+        super().__init__(f"multipart/form-data; boundary={self.boundary}")
 
     @staticmethod
     def _quote(value: str) -> str:
         # As browsers encode form-data names (WHATWG): UTF-8, with " CR LF escaped.
         return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
-    def add(self, name: str, content, size: int, content_type: str,
-            filename: str | None = None) -> None:
+    def add(self, name: str, content, size: int | None = None,
+            content_type: str = "application/octet-stream", filename: str | None = None) -> None:
+        """A part: ``content`` is bytes, a piece, or the sha256 of a blob of ``size`` bytes."""
+        if isinstance(content, str):
+            content = _Blob(content, size)
         disposition = f'form-data; name="{self._quote(name)}"'
         if filename is not None:
+            # Raw UTF-8 as RFC 7578 and browsers send it (it forbids filename*).
             disposition += f'; filename="{self._quote(filename)}"'
-        head = (f"--{self.boundary}\r\nContent-Disposition: {disposition}\r\n"
-                f"Content-Type: {content_type}\r\n\r\n").encode()
-        self.parts.append((head, content, size))
+        self.pieces += [(f"--{self.boundary}\r\nContent-Disposition: {disposition}\r\n"
+                         f"Content-Type: {content_type}\r\n\r\n").encode(), content, b"\r\n"]
 
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
+    def _tail(self) -> bytes:
+        return f"--{self.boundary}--\r\n".encode()
 
     def __len__(self) -> int:
-        tail = len(f"--{self.boundary}--\r\n")
-        return sum(len(h) + size + 2 for h, _c, size in self.parts) + tail
+        return super().__len__() + len(self._tail())
 
     def chunks(self) -> Iterator[bytes]:
-        for head, content, _size in self.parts:
-            yield head
-            if isinstance(content, bytes):
-                yield content
-            else:
-                yield from iter_blob(runtime.store(), content)
-            yield b"\r\n"
-        yield f"--{self.boundary}--\r\n".encode()
+        yield from super().chunks()
+        yield self._tail()
 
 
 class AttemptTimeout(Exception):
     """An attempt ran past its total time bound."""
 
 
-def _post(cfg, url: str, headers: dict, body: _Multipart) -> tuple[int, httpx.Headers, str]:
+def _post(cfg, url: str, headers: dict, body: _Body) -> tuple[int, httpx.Headers, str]:
     """POST the body; returns (status, headers, start of the response body). The
     attempt is bounded by the connect timeout plus the total timeout."""
     deadline = time.monotonic() + cfg.delivery_connect_timeout + cfg.delivery_timeout
 
     def bounded(chunks: Iterator[bytes]) -> Iterator[bytes]:
+        # The body's small pieces (part headers, JSON around the base64) joined into
+        # writes of up to SEND_BUFFER bytes: fewer system calls and packets.
+        pending = bytearray()
         for chunk in chunks:
             if time.monotonic() > deadline:
                 raise AttemptTimeout()
-            yield chunk
+            pending += chunk
+            if len(pending) >= SEND_BUFFER:
+                yield bytes(pending)
+                pending.clear()
+        if pending:
+            yield bytes(pending)
 
     client = _client(cfg)
     with client.stream("POST", url, headers=headers, content=bounded(body.chunks())) as resp:
@@ -339,9 +422,11 @@ def _post(cfg, url: str, headers: dict, body: _Multipart) -> tuple[int, httpx.He
             "utf-8", "replace")
 
 
-def _signed_headers(conn: Connection, msg_id: str, body: _Multipart) -> dict:
+def _signed_headers(conn: Connection, msg_id: str, body: _Body) -> dict:
+    """The request's headers: the connection's static ones (e.g. a tool's Authorization),
+    then the Standard Webhooks signature over the body, streamed through the HMAC."""
     timestamp = int(time.time())
-    headers = dict((conn.options or {}).get("headers") or {})
+    headers = dict(integrations.effective_options(conn).get("headers") or {})
     headers.update({
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
@@ -407,8 +492,13 @@ def status_url(delivery_id: str) -> str:
     return f"{runtime.config().public_url}/api/v1/deliveries/{delivery_id}/status"
 
 
+EVENT_TYPES = {"switch": "document.deposited", "manual": "document.sent"}
+FILE_LINK_PURPOSE = b"ged/delivery-file-link/v1"
+MAX_INVOICE_XML = 20 * 1024 * 1024  # as extraction reads XML files
+
+
 def metadata(delivery: Delivery, doc: Document) -> dict:
-    """The ``metadata`` JSON of a delivery (API.md lists its fields)."""
+    """The ``data`` of a delivery's envelope, the file aside (API.md lists the fields)."""
     company, folder = doc.company, doc.folder  # joined by _document(), or loaded here
     return {
         "delivery_id": delivery.id,
@@ -421,9 +511,160 @@ def metadata(delivery: Delivery, doc: Document) -> dict:
         "folder_path": folders.display_path(folder),
         "deposited_at": doc.deposited_at.isoformat(),
         "channel": doc.channel,
+        "trigger": delivery.trigger,
         "status_url": status_url(delivery.id),
         "facturx": doc.blob.facturx,
     }
+
+
+def _file_link_signature(delivery_id: str, expires: int) -> str:
+    # A key of its own, derived from SECRET_KEY with a purpose label: every web host
+    # checks the links any worker signed, and no other signature of ged is reusable here.
+    key = hmac.new(runtime.config().secret_key.encode(), FILE_LINK_PURPOSE, hashlib.sha256)
+    mac = hmac.new(key.digest(), f"{delivery_id}.{expires}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def file_link(delivery_id: str, now: dt.datetime | None = None) -> tuple[str, dt.datetime]:
+    """The signed link a tool fetches a delivery's document from, with no token, and
+    when it lapses (GED_FILE_URL_DAYS after ``now``)."""
+    cfg = runtime.config()
+    until = ((now or utcnow()) + dt.timedelta(days=cfg.file_url_days)).replace(microsecond=0)
+    expires = int(until.timestamp())
+    signature = _file_link_signature(delivery_id, expires)
+    return (f"{cfg.public_url}/api/v1/deliveries/{delivery_id}/file?expires={expires}"
+            f"&signature={signature}", until)
+
+
+def open_file_link(delivery_id: str, expires: str, signature: str) -> Document:
+    """The document a file link names, once the link is checked (signature compared in
+    constant time, not expired, connection not deleted, document not in the trash) and
+    its use recorded in the audit trail; NotFound otherwise, the same whatever failed."""
+    delivery_id, expires, signature = str(delivery_id), str(expires or ""), str(signature or "")
+    if not (expires.isdigit() and len(expires) < 16 and signature.isascii()):
+        raise NotFound("File link not found.")
+    expected = _file_link_signature(delivery_id, int(expires))
+    if not hmac.compare_digest(expected.encode(), signature.encode()) or int(expires) < time.time():
+        raise NotFound("File link not found.")
+    delivery = Delivery.get_or_none(Delivery.id == delivery_id)
+    conn = Connection.get_or_none(Connection.id == delivery.connection_id) if delivery else None
+    doc = Document.get_or_none(Document.id == delivery.document_id) if delivery else None
+    if conn is None or conn.deleted_at is not None or doc is None or doc.trashed_at is not None:
+        raise NotFound("File link not found.")
+    with transaction():
+        audit.record(f"outil « {conn.name} »", "delivery.file_downloaded", delivery,
+                     firm_only=True, details={"document_id": doc.id, "connection_id": conn.id,
+                                              "link_expires_at": int(expires)})
+    return doc
+
+
+def invoice_xml_name(name: str) -> str:
+    """The invoice XML's file name: the document's, with ``.xml``."""
+    stem, dot, _ext = name.rpartition(".")
+    return (stem if dot and stem else name) + ".xml"
+
+
+def invoice_xml(doc: Document) -> tuple[object, dict | None] | None:
+    """The invoice XML a document carries, as a piece to send, with its fields: the
+    Factur-X/ZUGFeRD XML taken out of a PDF (pypdf reads the file, not all of it), or
+    the document itself when it is a bare UBL/CII invoice; None for any other document.
+    It does not wait for extraction: a delivery may run first."""
+    from . import extraction
+
+    blob = doc.blob
+    source = (blob.facturx or {}).get("source")
+    pending = blob.facturx is None and blob.text_status == "pending"
+    if source in ("ubl", "cii"):
+        return _Blob(doc.blob_id, doc.size), blob.facturx
+    if source == "facturx" or (pending and doc.content_type == filetypes.PDF):
+        with extraction._local_copy(doc.blob_id) as path:
+            xml = extraction._embedded_invoice_xml(str(path))
+        if not xml or len(xml) > MAX_INVOICE_XML:
+            return None
+        return xml, blob.facturx or extraction.invoice_fields(xml, source="facturx")
+    if pending and doc.content_type == filetypes.XML and doc.size <= MAX_INVOICE_XML:
+        fields = extraction.invoice_fields(b"".join(iter_blob(runtime.store(), doc.blob_id)))
+        if fields:
+            return _Blob(doc.blob_id, doc.size), fields
+    return None
+
+
+@dataclass
+class _Payload:
+    """What a delivery sends, whatever the channel: the envelope's type, time and data
+    (file aside), the original (a blob) when sent, and the invoice XML when sent
+    (``xml_is_original`` when the document itself is the XML: sent once)."""
+
+    type: str
+    timestamp: str
+    data: dict
+    original: _Blob | None = None
+    xml: object = None
+    xml_name: str | None = None
+    xml_is_original: bool = False
+
+    @property
+    def separate_xml(self) -> bool:
+        """The XML goes as a file of its own (not when it is the original, sent anyway)."""
+        return self.xml is not None and not (self.xml_is_original and self.original is not None)
+
+
+def _payload(delivery: Delivery, doc: Document, options: dict) -> _Payload:
+    data = metadata(delivery, doc)
+    payload = _Payload(EVENT_TYPES.get(delivery.trigger, "document.deposited"),
+                       delivery.created_at.isoformat(), data)
+    if options["send_invoice_xml"]:
+        found = invoice_xml(doc)
+        if found is not None:
+            payload.xml, fields = found
+            payload.xml_name = invoice_xml_name(doc.name)
+            payload.xml_is_original = isinstance(payload.xml, _Blob)
+            data["facturx"] = data["facturx"] or fields
+    # Documents without invoice data always go as deposited (API.md).
+    if options["send_original"] or payload.xml is None:
+        payload.original = _Blob(doc.blob_id, doc.size)
+    return payload
+
+
+def _test_payload(conn: Connection) -> _Payload:
+    company = Company.get_by_id(conn.company_id)
+    return _Payload("test", utcnow().isoformat(), {
+        "connection_id": conn.id,
+        "company": {"id": company.id, "name": company.name, "siren": company.siren},
+        "message": "Test de connexion ged : aucun document n'est joint."})
+
+
+def _http_body(delivery_id: str | None, payload: _Payload, options: dict) -> _Body:
+    """The request body in the connection's format: the Standard Webhooks JSON envelope
+    (the file as a signed link, and inline up to ``inline_max_bytes``), or multipart
+    with ``metadata`` (the same envelope, the file's bytes aside) and file parts."""
+    data = dict(payload.data)
+    if payload.original is not None and delivery_id is not None:
+        url, until = file_link(delivery_id)
+        data.update(file_url=url, file_url_expires_at=until.isoformat())
+    envelope = {"type": payload.type, "timestamp": payload.timestamp, "data": data}
+    if options["format"] == "multipart":
+        body = _Multipart()
+        meta = json.dumps(envelope, ensure_ascii=True).encode()
+        body.add("metadata", meta, len(meta), "application/json")
+        if payload.original is not None:
+            body.add(options["file_field"], payload.original,
+                     content_type=data["content_type"], filename=data["name"])
+        if payload.separate_xml:
+            body.add("invoice_xml", payload.xml, content_type=filetypes.XML,
+                     filename=payload.xml_name)
+        return body
+    streamed: dict[str, object] = {}
+    token = secrets.token_hex(8)
+    limit = options["inline_max_bytes"]
+    if payload.original is not None and limit and payload.original.size <= limit:
+        data["content_base64"] = marker = f"ged-stream-{token}-content"
+        streamed[marker] = payload.original
+    if payload.xml is not None:
+        data["invoice_xml_name"] = payload.xml_name
+        data["invoice_xml_base64"] = marker = f"ged-stream-{token}-xml"
+        streamed[marker] = payload.xml
+    return _json_body(envelope, streamed)
 
 
 def _deliver_http(cfg, delivery: Delivery, doc: Document, conn: Connection,
@@ -432,11 +673,12 @@ def _deliver_http(cfg, delivery: Delivery, doc: Document, conn: Connection,
         check_url(conn.url, allow_private=cfg.allow_private_targets, resolve=False)
     except TargetRefused as exc:
         return _fail(f"Adresse refusée : {exc}")
-    body = _Multipart()
-    meta = json.dumps(metadata(delivery, doc), ensure_ascii=False).encode()
-    body.add("metadata", meta, len(meta), "application/json")
-    body.add("file", doc.blob_id, doc.size, doc.content_type, filename=doc.name)
-    headers = _signed_headers(conn, delivery.id, body)
+    options = integrations.effective_options(conn)
+    try:
+        body = _http_body(delivery.id, _payload(delivery, doc, options), options)
+        headers = _signed_headers(conn, delivery.id, body)
+    except FileNotFoundError:
+        return _fail("Le fichier est introuvable dans le stockage.")
     lease.extend()  # the clock of the attempt starts now, after the signing pass
     try:
         status, resp_headers, text = _post(cfg, conn.url, headers, body)
@@ -447,34 +689,121 @@ def _deliver_http(cfg, delivery: Delivery, doc: Document, conn: Connection,
     return classify(status, resp_headers, text)
 
 
+# --- e-mail headers: any Unicode name, never a broken message ------------------------------
+
+
+class _EncodedHeader(str):
+    """A header value already encoded to ASCII (RFC 2047 words, RFC 2231 parameters),
+    written out as is: the email package would otherwise refold it, and it splits on
+    every Unicode line boundary (U+2028, U+0085…) that a name may hold."""
+
+    def __new__(cls, name: str, value: str):
+        obj = super().__new__(cls, value)
+        obj.name = name
+        return obj
+
+    def fold(self, *, policy) -> str:
+        return f"{self.name}: {self}".replace("\n", policy.linesep) + policy.linesep
+
+    def __getattr__(self, attr):
+        # What the email package asks of a parsed header (content_disposition, params…)
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(email.policy.default.header_factory(self.name, str(self)), attr)
+
+
+def _set_header(part: EmailMessage, name: str, value: str) -> None:
+    del part[name]
+    part[name] = _EncodedHeader(name, value)
+
+
+def _rfc2047(text: str) -> str:
+    """``text`` as RFC 2047 encoded words (UTF-8, base64) of at most 75 characters
+    each, folded one per line; plain printable ASCII stays as it is."""
+    if text.isascii() and text.isprintable() and len(text) < 900 and "=?" not in text:
+        return text
+    words, current = [], b""
+    for ch in text:
+        raw = ch.encode("utf-8")
+        if len(base64.b64encode(current + raw)) > 75 - len("=?utf-8?b??="):
+            words.append(current)
+            current = b""
+        current += raw
+    words.append(current)
+    return "\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words if w)
+
+
+def _rfc2231_filename(disposition: str, filename: str) -> str:
+    """A Content-Disposition with the file name as RFC 2231 parameters: percent-encoded
+    UTF-8, in continuations short enough for any line limit."""
+    if filename.isascii() and filename.isprintable() and len(filename) < 60 \
+            and not any(c in filename for c in '"\\'):
+        return f'{disposition}; filename="{filename}"'
+    # Cut between characters (never inside one's UTF-8 bytes), 60 encoded characters
+    # a section at most.
+    pieces = [""]
+    for ch in filename:
+        encoded = quote(ch, safe="")
+        if len(pieces[-1]) + len(encoded) > 60:
+            pieces.append("")
+        pieces[-1] += encoded
+    if len(pieces) == 1:
+        return f"{disposition}; filename*=utf-8''{pieces[0]}"
+    params = [f"filename*{i}*={'utf-8' + chr(39) * 2 if i == 0 else ''}{p}"
+              for i, p in enumerate(pieces)]
+    return disposition + ";\n " + ";\n ".join(params)
+
+
+def _attach(msg: EmailMessage, streams: mail.Streams, piece, content_type: str,
+            filename: str) -> None:
+    maintype, _, subtype = content_type.partition("/")
+    kind = {"maintype": maintype or "application", "subtype": subtype or "octet-stream"}
+    if isinstance(piece, _Blob):
+        store = runtime.store()
+        mail.attach_file(msg, streams, lambda: store.open(piece.sha256), filename=None, **kind)
+    else:
+        msg.add_attachment(piece, **kind)
+    part = msg.get_payload()[-1]
+    _set_header(part, "Content-Disposition", _rfc2231_filename("attachment", filename))
+
+
 def _email_message(delivery: Delivery, doc: Document, conn: Connection
                    ) -> tuple[EmailMessage, mail.Streams]:
-    """The message of an e-mail delivery, with the document streamed by mail.send."""
-    meta = metadata(delivery, doc)
+    """The message of an e-mail delivery: the document (streamed by mail.send) and/or
+    its invoice XML as attachments, headers encoded for any name."""
+    options = integrations.effective_options(conn)
+    payload = _payload(delivery, doc, options)
+    meta = payload.data
+    company = meta["company"]
     msg = EmailMessage()
     msg["To"] = conn.address
-    msg["Subject"] = f"[{meta['company']['name']}] {meta['folder_path']} — {doc.name}"
+    _set_header(msg, "Subject", _rfc2047(f"[{company['name']}] {meta['folder_path']} — {doc.name}"))
     # Derived from the delivery id: a retry carries the same Message-ID, so the tool
     # (or a human) recognises a duplicate.
     msg["Message-ID"] = f"<delivery-{delivery.id}@{mail.sender_domain()}>"
     msg["X-Ged-Delivery-Id"] = delivery.id
+    sent = []
+    if payload.original is not None:
+        sent.append(f"{doc.name} ({doc.size} octets, tel que déposé)")
+    if payload.separate_xml:
+        sent.append(f"{payload.xml_name} (XML de la facture électronique)")
     msg.set_content(
-        f"Document transmis par ged.\n\n"
-        f"Entreprise : {meta['company']['name']}"
-        + (f" (SIREN {meta['company']['siren']})" if meta["company"]["siren"] else "") + "\n"
+        "Document transmis par ged.\n\n"
+        f"Entreprise : {company['name']}"
+        + (f" (SIREN {company['siren']})" if company["siren"] else "") + "\n"
         f"Dossier : {meta['folder_path']}\n"
-        f"Document : {doc.name} ({doc.size} octets)\n"
+        f"Document : {doc.name}\n"
         f"Déposé le : {meta['deposited_at']}\n"
-        f"SHA-256 : {doc.blob_id}\n")
-    maintype, _, subtype = doc.content_type.partition("/")
+        f"SHA-256 : {doc.blob_id}\n"
+        f"Pièces jointes : {' ; '.join(sent)}\n")
     streams: mail.Streams = {}
-    store = runtime.store()
-    mail.attach_file(msg, streams, lambda: store.open(doc.blob_id),
-                     maintype=maintype or "application", subtype=subtype or "octet-stream",
-                     filename=doc.name)
-    if (conn.options or {}).get("attach_metadata"):
-        msg.add_attachment(json.dumps(meta, ensure_ascii=False, indent=2).encode(),
-                           maintype="application", subtype="json", filename="metadata.json")
+    if payload.original is not None:
+        _attach(msg, streams, payload.original, doc.content_type, doc.name)
+    if payload.separate_xml:
+        _attach(msg, streams, payload.xml, filetypes.XML, payload.xml_name)
+    if options["attach_metadata"]:
+        _attach(msg, streams, json.dumps(meta, ensure_ascii=False, indent=2).encode(),
+                "application/json", "metadata.json")
     return msg, streams
 
 
@@ -501,7 +830,10 @@ def _smtp_outcome(exc: Exception) -> Outcome:
 
 def _deliver_email(cfg, delivery: Delivery, doc: Document, conn: Connection,
                    lease: "_Lease") -> Outcome:
-    message, streams = _email_message(delivery, doc, conn)
+    try:
+        message, streams = _email_message(delivery, doc, conn)
+    except FileNotFoundError:
+        return _fail("Le fichier est introuvable dans le stockage.")
     lease.extend()
     try:
         mail.send(message, timeout=cfg.delivery_timeout, streams=streams)
@@ -595,7 +927,8 @@ def run(delivery_id: str) -> str:
 
 def _document(document_id: str) -> Document:
     """The document with its blob, company and folder, in one query."""
-    return (Document.select(Document, Blob.sha256, Blob.facturx, Company, Folder)
+    return (Document.select(Document, Blob.sha256, Blob.facturx, Blob.text_status, Company,
+                            Folder)
             .join(Blob, on=(Document.blob == Blob.sha256)).switch(Document)
             .join(Company, on=(Document.company == Company.id)).switch(Document)
             .join(Folder, on=(Document.folder == Folder.id))
@@ -631,6 +964,7 @@ def _record(cfg, delivery: Delivery, outcome: Outcome) -> str:
         with transaction():
             moved = Delivery.update(status=outcome.status, last_error=None,
                                     updated_at=now).where(sending).execute()
+            # Even when a verdict got here first (moved = 0): the tool did answer 2xx.
             _mark_success(delivery, now)
             if moved:
                 audit.record(ACTOR, f"delivery.{outcome.status}", delivery, details=details,
@@ -656,6 +990,8 @@ def _record(cfg, delivery: Delivery, outcome: Outcome) -> str:
         moved = Delivery.update(status="failed", last_error=error, updated_at=now).where(
             sending).execute()
         if moved:
+            # The document's row is locked before the audit trail's (the order of every path).
+            deliveries.refresh_document_status(delivery.document_id)
             audit.record(ACTOR, "delivery.failed", delivery, firm_only=True,
                          details={**details, "error": error})
         if moved and outcome.pause:
@@ -669,10 +1005,10 @@ def _record(cfg, delivery: Delivery, outcome: Outcome) -> str:
 
 
 def _mark_success(delivery: Delivery, now: dt.datetime) -> None:
-    """A delivery reached the tool: the document shows ``validated`` (clients see that
-    word, never the tool's name) and the connection has a last success."""
-    Document.update(status="validated").where(
-        (Document.id == delivery.document_id) & (Document.status != "validated")).execute()
+    """A delivery reached the tool: the document's status is recomputed from every
+    connection's latest delivery (a verdict may say otherwise) and the connection has
+    a last success."""
+    deliveries.refresh_document_status(delivery.document_id)
     Connection.update(last_success_at=now).where(Connection.id == delivery.connection_id).execute()
 
 
@@ -719,44 +1055,56 @@ def reconcile(min_age: float = 10.0, limit: int = 1000) -> dict:
 # --- by hand --------------------------------------------------------------------------------
 
 
-def folder_documents(actor, folder: Folder) -> list[Document]:
-    """The documents of a folder and everything below it that ``actor`` sees (nothing
-    in the trash, nor in a trashed subfolder), for sending a folder by hand."""
-    hidden = permissions.hidden_prefixes(actor, folder.company_id)
-    visible = [f.id for f in folders.subtree(folder).select(Folder.id, Folder.path)
-               if not any(f.path.startswith(p) for p in hidden)]
+def folder_documents(actor, folder: Folder, *, below: bool = True) -> list[Document]:
+    """The documents of a folder, and with ``below`` of everything under it, that
+    ``actor`` sees (nothing in the trash, nor in a trashed subfolder), for sending a
+    folder by hand."""
+    visible = [folder.id]
+    if below:
+        hidden = permissions.hidden_prefixes(actor, folder.company_id)
+        visible = [f.id for f in folders.subtree(folder).select(Folder.id, Folder.path)
+                   if not any(f.path.startswith(p) for p in hidden)]
     return list(Document.select().where(Document.folder.in_(visible)
                                         & Document.trashed_at.is_null())
-                .order_by(Document.deposited_at))
+                .order_by(Document.deposited_at, Document.id))
 
 
-def send_manual(actor, documents: Iterable[Document], connection: Connection) -> list[Delivery]:
-    """Send documents by hand (a selection, or ``folder_documents(folder)``): one new
-    delivery each, trigger ``manual``, whatever was sent before."""
+@dataclass
+class ManualSend:
+    """What a send by hand did: the deliveries created, and the documents skipped
+    because the tool already has them (or they were replaced)."""
+
+    deliveries: list[Delivery]
+    skipped: list[str]
+
+
+def send_manual(actor, documents: Iterable[Document], connection: Connection, *,
+                resend: bool = False) -> ManualSend:
+    """Send documents by hand (a selection, or ``folder_documents(folder)``), for the
+    web and the API alike: one new delivery each, trigger ``manual``. A document the
+    tool already has is skipped unless ``resend`` (see deliveries.send_by_hand)."""
     permissions.require_role(actor, "admin", "staff")
-    return deliveries.create_manual_many(actor, list(documents), connection)
+    created, skipped = deliveries.send_by_hand(actor, list(documents), connection,
+                                               resend=resend)
+    return ManualSend(created, skipped)
 
 
 # --- connection test ------------------------------------------------------------------------
 
 
 def test(conn: Connection) -> dict:
-    """Try a connection now with the delivery timeouts: a signed request whose metadata
-    says ``{"type": "test"}`` (no file part), or a test message. Never raises for
-    what the other side does: ``{ok, status_code?, error?, elapsed_ms}``."""
+    """Try a connection now with the delivery timeouts: a signed ``type: "test"``
+    envelope in the connection's format (no file), or a test message. Never raises
+    for what the other side does: ``{ok, status_code?, error?, elapsed_ms}``."""
     cfg = runtime.config()
-    company = Company.get_by_id(conn.company_id)
     started = time.monotonic()
     result: dict = {"ok": False}
+    payload = _test_payload(conn)
     if conn.kind == "http":
-        body = _Multipart()
-        meta = json.dumps({"type": "test", "connection_id": conn.id,
-                           "company": {"id": company.id, "name": company.name,
-                                       "siren": company.siren},
-                           "sent_at": utcnow().isoformat()}, ensure_ascii=False).encode()
-        body.add("metadata", meta, len(meta), "application/json")
+        options = integrations.effective_options(conn)
         try:
             check_url(conn.url, allow_private=cfg.allow_private_targets, resolve=False)
+            body = _http_body(None, payload, options)
             headers = _signed_headers(conn, "test_" + secrets.token_hex(12), body)
             status, resp_headers, text = _post(cfg, conn.url, headers, body)
         except (TargetRefused, AttemptTimeout, httpx.TransportError) as exc:
@@ -769,11 +1117,12 @@ def test(conn: Connection) -> dict:
             else:
                 result["error"] = outcome.error.replace(" La connexion a été mise en pause", "")
     else:
+        company = payload.data["company"]["name"]
         msg = EmailMessage()
         msg["To"] = conn.address
-        msg["Subject"] = f"[{company.name}] Test de connexion ged"
+        _set_header(msg, "Subject", _rfc2047(f"[{company}] Test de connexion ged"))
         msg.set_content(f"Message de test envoyé par ged pour la connexion « {conn.name} » de "
-                        f"{company.name}. Aucun document n'est joint.")
+                        f"{company}. Aucun document n'est joint.")
         try:
             mail.send(msg, timeout=cfg.delivery_timeout)
             result["ok"] = True
@@ -847,6 +1196,8 @@ def record_verdict(delivery: Delivery, conn: Connection, status: str,
         if moved:
             if status == "validated":
                 _mark_success(delivery, now)
+            else:
+                deliveries.refresh_document_status(delivery.document_id)
             audit.record(f"outil « {conn.name} »", f"delivery.{status}", delivery, firm_only=True,
                          details={"document_id": delivery.document_id,
                                   "connection_id": conn.id, "message": message})

@@ -14,7 +14,10 @@ def checks() -> dict:
         result["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         result["database"] = f"error: {type(exc).__name__}"
-    result["redis"] = "ok" if queue.ping() else "error: unreachable"
+    if not queue.redis_url():
+        result["redis"] = f"error: {queue.NO_REDIS}"
+    else:
+        result["redis"] = "ok" if queue.ping() else "error: unreachable"
     try:
         runtime.store().check()
         result["storage"] = "ok"

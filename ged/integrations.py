@@ -2,8 +2,10 @@
 
 An **integration** is a tool a firm installs from the catalog (``catalog.json``:
 data, not code). Every preset configures one of ged's two generic connectors,
-``email`` (a message per document to an address) or ``http`` (a signed
-multipart request to a URL); no preset speaks a vendor's private API.
+``email`` (a message per document to an address) or ``http`` (a request signed per
+Standard Webhooks: a JSON envelope, or multipart/form-data for upload endpoints); a
+preset may set default options (paperless-ngx: multipart, field ``document``) but
+none speaks a vendor's private API.
 
 A **connection** activates an integration for one company, with its target (an
 address or a URL checked against server-side request forgery), options, and for
@@ -37,6 +39,17 @@ RESERVED_HEADERS = {"host", "content-type", "content-length", "transfer-encoding
                     "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent",
                     "expect", "te", "upgrade", "keep-alive", "proxy-authorization"}
 MAX_HEADERS = 20
+MASK = "********"  # how a header value is shown: it often holds a tool's API key
+HTTP_FORMATS = ("json", "multipart")
+MAX_INLINE = 1024 ** 3
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9._\[\]-]{1,100}$")
+# What a connection does unless its options say otherwise (API.md).
+_COMMON_DEFAULTS = {"send_original": True, "send_invoice_xml": False}
+OPTION_DEFAULTS = {
+    "email": {**_COMMON_DEFAULTS, "attach_metadata": False},
+    "http": {**_COMMON_DEFAULTS, "format": "json", "file_field": "file",
+             "inline_max_bytes": 10 * 1024 * 1024},
+}
 
 
 # --- the catalog --------------------------------------------------------------------
@@ -48,6 +61,7 @@ def _catalog() -> tuple:
     for entry in entries:
         if entry.get("kind") not in KINDS or not entry.get("key") or not entry.get("name"):
             raise ValueError(f"catalog.json: bad preset {entry!r}")
+        clean_options(entry["kind"], entry.get("options"))  # a bad default fails loudly
     return tuple(entries)
 
 
@@ -157,21 +171,41 @@ def clean_url(url: str | None) -> str:
 
 
 def clean_options(kind: str, options: dict | None) -> dict:
-    """E-mail: ``attach_metadata`` (also attach a JSON of the metadata). Http: ``headers``
-    (extra request headers, e.g. a tool's API key)."""
+    """A connection's options, checked; only the settings that differ from the defaults
+    (``OPTION_DEFAULTS``) are kept. Every kind: ``send_original``, ``send_invoice_xml``
+    (not both off). E-mail: ``attach_metadata``. Http: ``format`` (``json`` or
+    ``multipart``), ``file_field``, ``inline_max_bytes``, ``headers`` (extra request
+    headers, e.g. a tool's ``Authorization``; kept like a secret, shown masked)."""
     options = options or {}
     if not isinstance(options, dict):
         raise Invalid("options must be an object.", "invalid_options")
-    allowed = {"email": {"attach_metadata"}, "http": {"headers"}}[kind]
+    allowed = set(OPTION_DEFAULTS[kind]) | ({"headers"} if kind == "http" else set())
     unknown = set(options) - allowed
     if unknown:
         raise Invalid(f"Unknown option(s) for an {kind} connection: {', '.join(sorted(unknown))}.",
                       "invalid_options")
     cleaned: dict = {}
-    if "attach_metadata" in options:
-        if not isinstance(options["attach_metadata"], bool):
-            raise Invalid("attach_metadata must be true or false.", "invalid_options")
-        cleaned["attach_metadata"] = options["attach_metadata"]
+    for name in ("attach_metadata", "send_original", "send_invoice_xml"):
+        if name in options:
+            if not isinstance(options[name], bool):
+                raise Invalid(f"{name} must be true or false.", "invalid_options")
+            cleaned[name] = options[name]
+    if "format" in options:
+        if options["format"] not in HTTP_FORMATS:
+            raise Invalid('format must be "json" or "multipart".', "invalid_options")
+        cleaned["format"] = options["format"]
+    if "file_field" in options:
+        field = options["file_field"]
+        if not isinstance(field, str) or not _FIELD_NAME.match(field):
+            raise Invalid("file_field must be a form field name (letters, digits, . _ - [ ]; "
+                          "100 characters at most).", "invalid_options")
+        cleaned["file_field"] = field
+    if "inline_max_bytes" in options:
+        size = options["inline_max_bytes"]
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_INLINE:
+            raise Invalid(f"inline_max_bytes must be a whole number of bytes from 0 (never) "
+                          f"to {MAX_INLINE}.", "invalid_options")
+        cleaned["inline_max_bytes"] = size
     if "headers" in options:
         headers = options["headers"] or {}
         if not isinstance(headers, dict) or len(headers) > MAX_HEADERS:
@@ -180,10 +214,38 @@ def clean_options(kind: str, options: dict | None) -> dict:
         for hname, value in headers.items():
             if not _HEADER_NAME.match(hname) or hname.lower() in RESERVED_HEADERS:
                 raise Invalid(f"The header {hname!r} may not be set.", "invalid_options")
-            if not isinstance(value, str) or len(value) > 2000 or any(c in value for c in "\r\n\0"):
+            if (not isinstance(value, str) or len(value) > 2000 or value == MASK
+                    or any(c in value for c in "\r\n\0") or not value.isascii()):
                 raise Invalid(f"The value of header {hname!r} is not valid.", "invalid_options")
-        cleaned["headers"] = dict(headers)
-    return cleaned
+        if headers:
+            cleaned["headers"] = dict(headers)
+    defaults = OPTION_DEFAULTS[kind]
+    effective = {**defaults, **cleaned}
+    if not effective["send_original"] and not effective["send_invoice_xml"]:
+        raise Invalid("send_original and send_invoice_xml cannot both be off: the connection "
+                      "would send nothing.", "nothing_to_send")
+    return {k: v for k, v in cleaned.items() if k == "headers" or v != defaults.get(k)}
+
+
+def merge_options(conn: Connection, given: dict | None) -> dict:
+    """The options a PATCH asks for: ``given`` over the stored ones, name by name (null
+    removes one); a header sent back masked keeps its stored value."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise Invalid("options must be an object.", "invalid_options")
+    stored = dict(conn.options or {})
+    merged = {**stored, **given}
+    if isinstance(given.get("headers"), dict):
+        kept = {k.lower(): v for k, v in (stored.get("headers") or {}).items()}
+        merged["headers"] = {k: (kept.get(k.lower(), v) if v == MASK else v)
+                             for k, v in given["headers"].items()}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def effective_options(conn: Connection) -> dict:
+    """Every option of a connection, the defaults filled in: what forwarding obeys."""
+    return {**OPTION_DEFAULTS[conn.kind], **(conn.options or {})}
 
 
 def _may_manage(actor: User, company_id: str) -> None:
@@ -209,7 +271,11 @@ def connect(actor: User, company: Company, integration: Integration, *, name: st
             raise Invalid("An http connection takes a URL, not an address.", "invalid_address")
         fields["url"] = clean_url(url)
         fields["secret"] = new_secret()
-    opts = clean_options(integration.kind, options)
+    preset = catalog_entry(integration.preset) if integration.preset else None
+    given = options if options is not None else {}
+    if not isinstance(given, dict):
+        raise Invalid("options must be an object.", "invalid_options")
+    opts = clean_options(integration.kind, {**((preset or {}).get("options") or {}), **given})
     with transaction():
         conn = Connection.create(firm=actor.firm_id, company=company.id, integration=integration.id,
                                  name=name, kind=integration.kind, options=opts, **fields)
@@ -239,7 +305,7 @@ def update_connection(actor: User, conn: Connection, **fields) -> Connection:
             raise Invalid("An e-mail connection takes an address, not a URL.", "invalid_url")
         changes["url"] = clean_url(fields["url"])
     if "options" in fields:
-        changes["options"] = clean_options(conn.kind, fields["options"])
+        changes["options"] = clean_options(conn.kind, merge_options(conn, fields["options"]))
     if "paused" in fields and bool(fields["paused"]) != conn.paused:
         changes["paused"] = bool(fields["paused"])
         changes["paused_reason"] = (f"Mise en pause par {actor.name}." if changes["paused"]
@@ -301,10 +367,11 @@ test_connection.__test__ = False  # not a pytest test, despite its name
 
 
 def connection_dict(conn: Connection) -> dict:
-    """The API shape of a connection (never its secret; header values masked)."""
-    options = dict(conn.options or {})
+    """The API shape of a connection: its options with the defaults filled in, header
+    values masked, never its secret."""
+    options = effective_options(conn)
     if "headers" in options:
-        options["headers"] = {name: "********" for name in options["headers"]}
+        options["headers"] = {name: MASK for name in options["headers"]}
     data = {
         "id": conn.id,
         "integration_id": conn.integration_id,

@@ -150,6 +150,22 @@ class ApiToken(BaseModel):
     revoked_at = UTCDateTimeField(null=True)
 
 
+class UserSession(BaseModel):
+    """A signed-in browser session. The cookie holds a random id whose SHA-256 is the
+    key here, so a cookie signed with the secret key alone names no session, and
+    logging out, a new password or a disabled account end it in the database."""
+
+    id = IdField()
+    user = pw.ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    token_hash = pw.CharField(max_length=64, unique=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    last_seen_at = UTCDateTimeField(default=utcnow)
+    revoked_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "revoked_at"), False),)
+
+
 class ActionToken(BaseModel):
     """A one-time link (invitation, password reset); only its SHA-256 is stored."""
 
@@ -226,6 +242,12 @@ class Blob(BaseModel):
     text_error = pw.TextField(null=True)
     pages = pw.IntegerField(null=True)
     facturx = JSONField(null=True)
+    # Extraction attempts begun and not finished (a crash, a killed worker): past the
+    # limit the blob is marked failed instead of being tried forever.
+    extract_attempts = pw.IntegerField(default=0)
+    # While scanned pages wait for the ``ocr`` queue: what the cheap extraction found
+    # and the pages read so far (see extraction.ocr_slice); None otherwise.
+    ocr_state = JSONField(null=True)
 
 
 class Document(BaseModel):
@@ -244,7 +266,12 @@ class Document(BaseModel):
     deposited_at = UTCDateTimeField(default=utcnow)
     deposited_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL")
     deposited_by_label = pw.CharField(max_length=300, null=True)
-    status = pw.CharField(max_length=10, default="deposited")  # deposited | validated
+    # deposited | sending | validated | rejected | replaced: derived from the deliveries
+    # by deliveries.refresh_document_status, never written anywhere else.
+    status = pw.CharField(max_length=10, default="deposited")
+    status_reason = pw.TextField(null=True)  # the tool's message when rejected
+    replaces_id = pw.CharField(max_length=26, null=True)
+    replaced_by_id = pw.CharField(max_length=26, null=True)
     text_status = pw.CharField(max_length=12, default="pending")
     duplicate_of = pw.CharField(max_length=26, null=True)
     invoice_key = pw.CharField(max_length=200, null=True)  # seller id + invoice number
@@ -261,6 +288,7 @@ class Document(BaseModel):
             (("company", "blob"), False),
             (("company", "invoice_key"), False),
             (("firm", "index_dirty"), False),
+            (("company", "status"), False),  # the dashboard's documents to replace
         )
 
 
@@ -362,6 +390,7 @@ ALL_MODELS = [
     User,
     StaffAssignment,
     ApiToken,
+    UserSession,
     ActionToken,
     AuditEvent,
     Folder,

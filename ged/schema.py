@@ -16,8 +16,59 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from .db import db, is_sqlite
 from .models import ALL_MODELS, SchemaVersion
 
+
+def _document_status_truth(m) -> None:
+    """A document's status_reason and replacement links (issue 16); statuses recomputed
+    for documents a tool rejected, which showed "validated"; documents waiting for
+    their blob's known text found by the reconciler."""
+    import peewee as pw
+    from playhouse.migrate import migrate as run
+
+    run(m.add_column("document", "status_reason", pw.TextField(null=True)),
+        m.add_column("document", "replaces_id", pw.CharField(max_length=26, null=True)),
+        m.add_column("document", "replaced_by_id", pw.CharField(max_length=26, null=True)),
+        m.add_index("document", ("company_id", "status"), False))
+    db.execute_sql(DOCUMENT_TEXT_PENDING)
+    from .deliveries import refresh_document_status
+    from .models import Delivery
+
+    for row in (Delivery.select(Delivery.document).where(Delivery.status == "rejected")
+                .distinct().tuples()):
+        refresh_document_status(row[0])
+
+
+# Documents whose blob's text was known from another company's deposit wait for the
+# job that copies it; the reconciler finds them among millions with this index.
+DOCUMENT_TEXT_PENDING = ("CREATE INDEX IF NOT EXISTS document_text_pending ON document (sha256) "
+                         "WHERE text_status = 'pending'")
+
+
+def _user_sessions(m) -> None:
+    """Browser sessions kept in the database (issue 17): a forged cookie names none,
+    and logging out holds without Redis."""
+    from .models import UserSession
+
+    db.create_tables([UserSession], safe=True)
+
+
 # Step N brings the schema from version N-1 to N. Version 1 is the initial schema.
-MIGRATIONS: list = []
+def _blob_ocr_state(m) -> None:
+    """Extraction attempts bounded, OCR on a queue of its own with its progress saved
+    (issue 17)."""
+    import peewee as pw
+    from playhouse.migrate import migrate as run
+
+    from .models import JSONField
+
+    run(m.add_column("blob", "extract_attempts", pw.IntegerField(default=0)),
+        m.add_column("blob", "ocr_state", JSONField(null=True)))
+
+
+MIGRATIONS: list = [
+    _document_status_truth,
+    _user_sessions,
+    _blob_ocr_state,
+]
 LATEST = 1 + len(MIGRATIONS)
 
 
@@ -52,6 +103,7 @@ def migrate() -> int:
 
 def _after_create() -> None:
     """Engine-specific extras that peewee's create_tables does not express."""
+    db.execute_sql(DOCUMENT_TEXT_PENDING)  # both engines take partial indexes
     if not is_sqlite():
         # Prefix searches on the materialised path need a pattern-ops index on PostgreSQL.
         db.execute_sql(

@@ -2,8 +2,14 @@
 in the database every host already shares, behind the same seam as Whoosh
 (``ged.search`` parses the query, computes the scope and re-checks every hit).
 
-- Text configuration ``ged_french`` (created by ``init``, i.e. ``ged init``): the
-  French Snowball stemmer after ``unaccent``, so "relevés" finds "Releve".
+- Analysis: text and queries reach PostgreSQL folded by ``search.fold`` (the
+  rule the Whoosh backend applies too: accents, ligatures, apostrophes and every
+  other separator), then the text configuration ``ged_french`` (created by
+  ``init``, i.e. ``ged init``) stems them with the French Snowball stemmer and
+  drops its stop words, keeping their positions. Its ``unaccent`` step serves
+  ``ts_headline``, which reads the original text. The analysis version each
+  firm's rows were built with is kept in ``search_version``: rows of an older
+  one are rebuilt (see ``search.ANALYSIS_VERSION``).
 - One row per live document in ``search_entry``: firm, company, the folder's
   materialised path of ids (subtree and hidden-folder filters), kind, deposit
   time, and a weighted tsvector (A: name, B: folder names, C: invoice fields,
@@ -38,12 +44,13 @@ import html
 import logging
 import re
 import threading
-import unicodedata
 
 import peewee as pw
 
 from .db import db, transaction
 from .errors import GedError, Invalid
+from .search import (ANALYSIS_VERSION, ELISIONS, WORD_START, accent_insensitive, fold,
+                     scannable)
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +152,11 @@ def init() -> None:
                        "ON search_entry (company_id, deposited_at, document_id)")
         db.execute_sql("CREATE INDEX IF NOT EXISTS search_entry_firm "
                        "ON search_entry (firm_id, deposited_at, document_id)")
+        db.execute_sql("""
+            CREATE TABLE IF NOT EXISTS search_version (
+                firm_id varchar(26) PRIMARY KEY,
+                analysis integer NOT NULL
+            )""")
         if _text_index() is None:
             rum = _create_extension("rum")
             if rum is not None:
@@ -189,7 +201,9 @@ def _kind() -> str | None:
 
 def forget() -> None:
     """Forget what is remembered about the table (after it was dropped or rebuilt)."""
-    _kinds.pop(_database_key(), None)
+    key = _database_key()
+    _kinds.pop(key, None)
+    _current.difference_update({k for k in _current if k[0] == key})
 
 
 def _missing_table(exc: Exception) -> bool:
@@ -218,6 +232,24 @@ def exists(firm_id: str) -> bool:
     return _kind() is not None
 
 
+_current: set[tuple[str, str]] = set()  # (database, firm) whose rows are of this analysis
+
+
+def stale(firm_id: str) -> bool:
+    """Whether the firm's rows were built by an older analysis (``search.ANALYSIS_VERSION``),
+    or before versions were recorded: they still answer, but must be rebuilt."""
+    key = (_database_key(), firm_id)
+    if key in _current:
+        return False
+    if _scalar("SELECT to_regclass('search_version')") is None:
+        return True
+    version = _scalar("SELECT analysis FROM search_version WHERE firm_id = %s", (firm_id,))
+    if version == ANALYSIS_VERSION:
+        _current.add(key)
+        return False
+    return True
+
+
 # --- writing --------------------------------------------------------------------------------
 
 
@@ -234,25 +266,27 @@ def _row(firm_id: str, doc) -> tuple:
         deposited = deposited.astimezone(dt.timezone.utc).replace(tzinfo=None)
     path = "/" + "".join(f"{i}/" for i in doc.folder_ids)
     return (doc.id, firm_id, doc.company_id, path, TYPE_OF.get(doc.content_type, "office"),
-            bool(doc.facturx), deposited, doc.name, doc.folder_path.replace("/", " "),
-            _invoice_text(doc.facturx), (doc.text or "")[:INDEX_CHARS])
+            bool(doc.facturx), deposited, analysed(doc.name), analysed(doc.folder_path),
+            analysed(_invoice_text(doc.facturx)), analysed((doc.text or "")[:INDEX_CHARS]))
 
 
-# PostgreSQL's parser keeps file names, e-mail addresses and URLs as single tokens
-# ("facture-lefevre.pdf") and skips what looks like markup ("<...>"): these
-# characters are read as spaces, on both sides, so every word is found on its own,
-# as with the Whoosh backend.
-SEPARATORS = "./@_<>\\"
-_SPACES = " " * len(SEPARATORS)
-_AS_SPACES = str.maketrans(SEPARATORS, _SPACES)
+# The elisions the French stop list lacks ("jusqu’au") become one it has, so that
+# they are dropped (keeping their position) as the Whoosh backend drops them.
+STOPPED_ELISIONS = frozenset("c d j l m n s t qu".split())  # in PostgreSQL's french.stop
+_ELIDED = re.compile(r"\b(?:%s)\b" % "|".join(sorted(ELISIONS - STOPPED_ELISIONS)))
 
 
-_SEPARATORS_SQL = "E'" + SEPARATORS.replace("\\", "\\\\") + "'"
+def analysed(text: str) -> str:
+    """``text`` as PostgreSQL must see it: folded by the rule both backends share
+    (``search.fold``), every separator a space, so its parser finds the same words."""
+    folded = fold(text)
+    return _ELIDED.sub("qu", folded) if "qu " in folded else folded
 
 
 def _words(column: str) -> str:
-    """The SQL tsvector of a text column, separators read as spaces."""
-    return f"to_tsvector('{CONFIG}', translate({column}, {_SEPARATORS_SQL}, '{_SPACES}'))"
+    """The SQL tsvector of a column of ``analysed`` text (or, approximately, of raw
+    text: PostgreSQL's parser and ``unaccent`` then fold it)."""
+    return f"to_tsvector('{CONFIG}', {column})"
 
 
 _UPSERT = f"""
@@ -316,11 +350,14 @@ def write(firm_id: str, docs, remove_ids: list[str]) -> None:
 def rebuild(firm_id: str, docs, progress=None) -> int:
     """Replace the firm's rows by ``docs`` in one transaction: searches see the old
     rows until the new ones are all there."""
-    if _kind() is None:
+    if _kind() is None or _scalar("SELECT to_regclass('search_version')") is None:
         init()
     with transaction():
         db.execute_sql("DELETE FROM search_entry WHERE firm_id = %s", (firm_id,))
         count = _insert(firm_id, docs, progress)
+        db.execute_sql("INSERT INTO search_version (firm_id, analysis) VALUES (%s, %s) "
+                       "ON CONFLICT (firm_id) DO UPDATE SET analysis = EXCLUDED.analysis",
+                       (firm_id, ANALYSIS_VERSION))
     if count > 10_000:  # fresh statistics, so the planner knows how common words are
         db.execute_sql("ANALYZE search_entry")
     return count
@@ -330,6 +367,9 @@ def drop(firm_id: str) -> None:
     """Delete the firm's rows (the firm is gone)."""
     if exists(firm_id):
         db.execute_sql("DELETE FROM search_entry WHERE firm_id = %s", (firm_id,))
+        if _scalar("SELECT to_regclass('search_version')") is not None:
+            db.execute_sql("DELETE FROM search_version WHERE firm_id = %s", (firm_id,))
+    _current.discard((_database_key(), firm_id))
 
 
 # --- queries --------------------------------------------------------------------------------
@@ -346,14 +386,16 @@ def _quote(text: str) -> str:
 def _operand(clause) -> str | None:
     """The to_tsquery input of one parsed clause (see ``search.Clause``), None when it
     holds no word at all."""
-    letters = len(re.sub(r"\W", "", clause.text))
-    if not letters:
+    words = analysed(clause.text).split()
+    if not words:
         return None  # punctuation only ("\\*"): nothing to look for
     if clause.kind == "prefix":
-        if letters < 2:
+        while len(words) > 1 and words[0] in ELISIONS:
+            words.pop(0)  # "l'éch*" looks for "ech…", as the Whoosh backend does
+        if len(words[0]) < 2:
             raise Invalid("A prefix search (mot*) needs at least two letters.", "prefix_too_short")
-        return _quote(clause.text.translate(_AS_SPACES)) + ":*"
-    return _quote(clause.text.translate(_AS_SPACES))
+        return _quote(" ".join(words)) + ":*"
+    return _quote(" ".join(words))
 
 
 def _normalise(clauses: list) -> list[str]:
@@ -563,18 +605,23 @@ _START, _STOP = "\x02", "\x03"
 _HEADLINE = f"StartSel={_START}, StopSel={_STOP}, HighlightAll=true"
 SNIPPET_CHARS = 220
 WINDOW_CHARS = 800  # ts_headline reads this much text around the first likely hit
-_ACCENTED = {"a": "aàâäáã", "e": "eéèêë", "i": "iîïíì", "o": "oôöóò", "u": "uùûüú",
-             "c": "cç", "y": "yÿ", "n": "nñ"}
 _snippet_state = threading.local()
+# ts_headline parses the original text, where PostgreSQL's parser would keep
+# "facture-lefevre.pdf", "FA-2026-0042" or "lʼimpayé" as tokens of their own; the
+# index holds their words (``analysed``). Those characters go to ts_headline as
+# private-use characters (read as blanks) and come back after it: same words, same
+# hits, the text shown as it is. (&, < and > are HTML-escaped instead.)
+_JOINERS = "".join(sorted(set("!\"#$%'()*+,-./:;=?@[\\]^_`{|}~\u02b9\u02bb\u02bc")))
+_PRIVATE = "".join(chr(0xE000 + i) for i in range(len(_JOINERS)))
+_TO_PRIVATE = str.maketrans(_JOINERS, _PRIVATE)
+_FROM_PRIVATE = str.maketrans(_PRIVATE, _JOINERS)
+_ANY_PRIVATE = re.compile("[%s]" % _PRIVATE)
 
 
 def _surface(word: str) -> str:
-    """A regex for the words that may stem like ``word``: its first letters (all but
-    the last two, at least three), accents optional."""
-    folded = "".join(c for c in unicodedata.normalize("NFKD", word.lower())
-                     if not unicodedata.combining(c))
-    stem = folded[: max(3, len(folded) - 2)]
-    return "".join(f"[{_ACCENTED[c]}]" if c in _ACCENTED else re.escape(c) for c in stem)
+    """A regex for the words that may stem like the folded ``word``: its first letters
+    (all but the last two, at least three), accents optional."""
+    return accent_insensitive(word[: max(3, len(word) - 2)])
 
 
 def _prepared(parsed) -> tuple[str | None, re.Pattern | None]:
@@ -583,9 +630,10 @@ def _prepared(parsed) -> tuple[str | None, re.Pattern | None]:
     key = repr(parsed)
     cached = getattr(_snippet_state, "entry", None)
     if cached is None or cached[0] != key:
-        words = [w for group in parsed.groups for c in group for w in re.findall(r"\w+", c.text)]
-        pattern = (re.compile(r"(?<!\w)(?:%s)" % "|".join(sorted({_surface(w) for w in words})),
-                              re.IGNORECASE) if words else None)
+        words = [w for group in parsed.groups for c in group for w in fold(c.text).split()]
+        words = [w for w in words if len(w) > 1 and w not in ELISIONS] or words
+        alternatives = "|".join(sorted({_surface(w) for w in words}))
+        pattern = re.compile(f"{WORD_START}(?:{alternatives})", re.IGNORECASE) if words else None
         cached = (key, build_tsquery(parsed, for_headline=True), pattern)
         _snippet_state.entry = cached
     return cached[1], cached[2]
@@ -595,7 +643,7 @@ def _window(text: str, pattern: re.Pattern | None) -> str:
     """At most WINDOW_CHARS of ``text``, starting a little before the first likely hit."""
     if len(text) <= WINDOW_CHARS:
         return text
-    found = pattern.search(text) if pattern is not None else None
+    found = pattern.search(scannable(text)) if pattern is not None else None
     start = max(0, found.start() - WINDOW_CHARS // 4) if found else 0
     if start:
         space = text.find(" ", start)
@@ -617,9 +665,15 @@ def make_snippet(text: str | None, parsed, *, fallback: str = "") -> str:
     # Escaped BEFORE ts_headline: its parser would drop anything that looks like a
     # tag ("<urgent>"); it keeps entities (&lt;) whole, so the result is safe HTML
     # once the sentinels become <mark>.
-    window = html.escape(_window(text, pattern), quote=False)
+    window = _window(text, pattern)
+    private = _ANY_PRIVATE.search(window) is None  # else shown as is, words and all
+    if private:
+        window = window.translate(_TO_PRIVATE)
+    window = html.escape(window, quote=False)
     marked = db.execute_sql(f"SELECT ts_headline('{CONFIG}', %s, %s::tsquery, %s)",
                             (window, query, _HEADLINE)).fetchone()[0] or ""
+    if private:
+        marked = marked.translate(_FROM_PRIVATE)
     return _cut(" ".join(marked.split())).replace(_START, "<mark>").replace(_STOP, "</mark>")
 
 

@@ -7,11 +7,12 @@ documents of 300 words: two-word query with 20 snippets under 50 ms, phrase
 under 150 ms, bulk indexing at 1,000 documents per second, on 2 cores) are
 10 to 50 times beyond its stock path:
 
-- Analysis (``term_bytes``): lowercase, NFKD and the ASCII codec strip the
-  accents of the whole text at C speed, one ``bytes.translate`` + ``split``
-  cuts the words, and a dict-cached light French stemmer (plurals, feminine
-  forms, common endings; Savoy's "light" stemmer as in Lucene) maps each word
-  through ``map(cache.__getitem__, ...)``. Stop words are dropped.
+- Analysis (``term_slots``): ``search.fold_bytes`` (the folding rule both
+  backends share: accents, ligatures, apostrophes and other separators) cuts
+  the words at C speed, and a dict-cached light French stemmer (plurals,
+  feminine forms, common endings; Savoy's "light" stemmer as in Lucene) maps
+  each word through ``map(cache.__getitem__, ...)``. Stop words and elisions
+  ("l’", "qu’") are dropped but keep their positions.
 - Storage (``FastCodec``): posting blocks of 1,024 hold raw bytes (delta ids,
   one byte of term frequency, positions as uint32 arrays), not pickled tuples of
   Python objects and zlib. Positions are decoded only by phrase queries, for
@@ -39,7 +40,6 @@ under 150 ms, bulk indexing at 1,000 documents per second, on 2 cores) are
 from __future__ import annotations
 
 import bisect
-import codecs
 import html
 import logging
 import math
@@ -48,7 +48,6 @@ import re
 import shutil
 import threading
 import time
-import unicodedata
 from array import array
 from collections import OrderedDict
 from heapq import nlargest
@@ -66,53 +65,12 @@ from whoosh.searching import Searcher
 from whoosh.writing import SegmentWriter
 
 from .errors import GedError, Invalid
+from .search import (ANALYSIS_VERSION, ELISIONS, WORD_START, accent_insensitive, fold_bytes,
+                     scannable)
 
 log = logging.getLogger(__name__)
 
 # --- French analysis -------------------------------------------------------------------
-
-
-# Letters that NFKD does not decompose into ASCII plus combining marks.
-_LETTERS = (("œ", "oe"), ("æ", "ae"), ("ß", "ss"), ("ø", "o"), ("đ", "d"), ("ł", "l"),
-            ("ı", "i"), ("ð", "d"), ("þ", "th"))
-# Letters of other scripts (Greek, Cyrillic, CJK...): rare, folded on a slower path.
-_NON_LATIN = re.compile("[\u0370-\u1dbf\u1f00-\u1fff\u2c00-\u2dff\u2e80-\ua6ff"
-                        "\ua800-\ud7ff\uf900-\ufaff\ufb1d-\ufdff\ufe70-\ufeff"
-                        "\uff10-\uffdc\U00010000-\U0010ffff]")
-# Every byte but [0-9a-z] becomes a word separator.
-_SEPARATE = bytes(c if (48 <= c <= 57 or 97 <= c <= 122) else 32 for c in range(256))
-
-
-def _keep_other_scripts(exc):
-    """Codec error handler: drop combining marks, spell other scripts' letters as
-    ASCII ("x43c") so they stay searchable, turn symbols into separators."""
-    out = []
-    for ch in exc.object[exc.start:exc.end]:
-        if unicodedata.combining(ch):
-            continue
-        out.append(f"x{ord(ch):x}" if ch.isalnum() else " ")
-    return "".join(out), exc.end
-
-
-codecs.register_error("ged_fold", _keep_other_scripts)
-
-
-def fold_bytes(text: str) -> bytes:
-    """Lowercase ASCII bytes without accents ("Relevé" -> b"releve"), at C speed:
-    NFKD splits accents off, the ASCII codec drops them."""
-    text = text.lower()
-    for letter, ascii_ in _LETTERS:
-        if letter in text:
-            text = text.replace(letter, ascii_)
-    try:
-        text.encode("cp1252")  # C-speed proof that no other script is present
-        other_scripts = False
-    except UnicodeEncodeError:
-        other_scripts = _NON_LATIN.search(text) is not None
-    text = unicodedata.normalize("NFKD", text)
-    if other_scripts:
-        return text.encode("ascii", "ged_fold")
-    return text.encode("ascii", "ignore")
 
 
 # The most frequent French (and a few English) function words, accents folded.
@@ -121,7 +79,7 @@ au aux avec ce ces cet cette dans de des du elle elles en et eux il ils je la le
 leurs lui ma mais me meme mes moi mon ne nos notre nous on ou par pour qu que qui sa se ses
 son sur ta te tes toi ton tu un une vos votre vous est sont ete etre avoir ont
 the of and to in is for on
-""".split())
+""".split()) | ELISIONS
 GAP = 100  # positions between the sections of a field (name / path / content)
 
 
@@ -225,19 +183,36 @@ _CACHE_MAX = 400_000
 
 def words(text: str) -> list[bytes]:
     """The folded words of a text, in order."""
-    return fold_bytes(text).translate(_SEPARATE).split()
+    return fold_bytes(text).split()
+
+
+def term_slots(text: str) -> list[bytes]:
+    """The index term of each word of a text, in order, b'' for a dropped word (stop
+    word, elision, single letter): a word's index in this list is its position."""
+    if len(_cache) > _CACHE_MAX:  # numbers and references would grow it forever
+        _cache.clear()
+    return list(map(_cache.__getitem__, fold_bytes(text).split()))
 
 
 def term_bytes(text: str) -> list[bytes]:
     """The index terms of a text as bytes, in order (stop words dropped)."""
-    if len(_cache) > _CACHE_MAX:  # numbers and references would grow it forever
-        _cache.clear()
-    return [t for t in map(_cache.__getitem__, fold_bytes(text).translate(_SEPARATE).split()) if t]
+    return [t for t in term_slots(text) if t]
 
 
 def terms(text: str) -> list[str]:
     """The index terms of a text, in order (stop words dropped)."""
     return [t.decode("ascii") for t in term_bytes(text)]
+
+
+def phrase_terms(text: str) -> tuple[list[str], list[int]]:
+    """(terms, offsets) of a phrase: each term's position relative to the first, the
+    dropped words counted ("montant de total": montant at 0, total at 2)."""
+    found, offsets = [], []
+    for pos, term in enumerate(term_slots(text)):
+        if term:
+            found.append(term.decode("ascii"))
+            offsets.append(pos)
+    return found, [p - offsets[0] for p in offsets] if offsets else []
 
 
 class FrenchAnalyzer(Tokenizer):
@@ -249,7 +224,10 @@ class FrenchAnalyzer(Tokenizer):
     def __call__(self, value, positions=False, chars=False, keeporiginal=False,
                  removestops=True, start_pos=0, start_char=0, tokenize=True, mode="", **kwargs):
         token = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
-        for pos, text in enumerate(terms(value), start_pos):
+        for pos, term in enumerate(term_slots(value), start_pos):
+            if not term:
+                continue
+            text = term.decode("ascii")
             token.text = text
             token.boost = 1.0
             token.stopped = False
@@ -262,12 +240,13 @@ class FrenchAnalyzer(Tokenizer):
 
 
 class Sections(list):
-    """A document's text analyzed once: a list of term lists (name, folder names,
-    invoice fields, content), shared by the ``text`` field and the small ones."""
+    """A document's text analyzed once: a list of term slot lists (name, folder names,
+    invoice fields, content; b'' for a dropped word), shared by the ``text`` field and
+    the small ones."""
 
     @classmethod
     def of(cls, *texts: str) -> "Sections":
-        return cls(term_bytes(t) if t else [] for t in texts)
+        return cls(term_slots(t) if t else [] for t in texts)
 
 
 class Counts(formats.Frequency):
@@ -300,12 +279,11 @@ class CountText(fields.TEXT):
         sections = value if isinstance(value, Sections) else Sections.of(value)
         counts: dict[bytes, int] = {}
         get = counts.get
-        length = 0
         for found in sections:
-            length += len(found)
             for text in found:
                 counts[text] = get(text, 0) + 1
-        return [(text, n, b"") for text, n in counts.items()], length
+        counts.pop(b"", None)  # dropped words
+        return [(text, n, b"") for text, n in counts.items()], sum(counts.values())
 
     def add_to(self, finv: dict, docnum: int, value) -> int:
         """Append one document's postings to the writer's per-term arrays
@@ -329,7 +307,9 @@ MAX_POSITIONS = 65535  # positions kept per word and document (counts are uint16
 
 class PositionText(fields.TEXT):
     """The main text field: term frequencies (ranking) and word positions (phrases).
-    Sections are separated by a gap so a phrase never spans the name and the content."""
+    Dropped words keep their position, so "montant total" never matches "montant de
+    total". Sections are separated by a gap so a phrase never spans the name and the
+    content."""
 
     def __init__(self, **kwargs):
         super().__init__(analyzer=FrenchAnalyzer(), phrase=True, **kwargs)
@@ -343,8 +323,9 @@ class PositionText(fields.TEXT):
         start = length = 0
         for found in sections:
             for pos, text in enumerate(found, start):
-                add(text, []).append(pos)
-            length += len(found)
+                if text:
+                    add(text, []).append(pos)
+            length += len(found) - found.count(b"")
             start += len(found) + GAP
         return poses, length
 
@@ -728,13 +709,36 @@ def healthy(firm_id: str) -> bool:
         return False
 
 
+ANALYSIS_FILE = "ANALYSIS"  # in a generation directory: the analysis version it was built with
+_versions: dict[str, int] = {}  # generation directory -> its analysis version
+
+
 def _new_generation(firm_id: str) -> Path:
     base = firm_dir(firm_id)
     base.mkdir(parents=True, exist_ok=True)
     path = base / f"gen-{time.time_ns():x}"
     path.mkdir()
     index.create_in(str(path), make_schema())
+    (path / ANALYSIS_FILE).write_text(f"{ANALYSIS_VERSION}\n")
     return path
+
+
+def stale(firm_id: str) -> bool:
+    """Whether the firm's index was built by an older analysis (``search.ANALYSIS_VERSION``):
+    it still answers, but must be rebuilt. A generation never changes version."""
+    path = current_dir(firm_id)
+    if path is None:
+        return False
+    version = _versions.get(str(path))
+    if version is None:
+        try:
+            version = int((path / ANALYSIS_FILE).read_text().strip() or 0)
+        except (OSError, ValueError):
+            version = 1  # built before versions were recorded
+        if len(_versions) > 1000:
+            _versions.clear()
+        _versions[str(path)] = version
+    return version != ANALYSIS_VERSION
 
 
 def _switch_to(firm_id: str, generation: Path) -> None:
@@ -1106,6 +1110,7 @@ def forget() -> None:
     """Drop this process's open readers and decoded caches (tests; after a fork)."""
     global _views
     _views = _Views()
+    _versions.clear()
     for lru in (_postings, _sets, _lengths):
         with lru.lock:
             lru.items.clear()
@@ -1118,7 +1123,8 @@ def prefix_term(text: str) -> str | None:
     found = words(text)
     if not found:
         return None
-    word = found[0]
+    # The first word kept by the analysis: "l'éch*" looks for "ech…".
+    word = next((w for w in found if _cache[w]), found[-1])
     stemmed = _cache[word]
     if stemmed and len(stemmed) >= PREFIX_MIN and word.startswith(stemmed):
         word = stemmed
@@ -1127,7 +1133,8 @@ def prefix_term(text: str) -> str | None:
 
 class _Plan:
     """A parsed query turned into terms: ``groups`` is an AND of ORs of
-    (kind, field, terms); ``negated`` the same without the AND."""
+    (kind, field, terms, offsets); ``negated`` the same without the AND. A phrase's
+    offsets are its terms' positions relative to the first."""
 
     def __init__(self, parsed):
         self.groups = []
@@ -1147,14 +1154,14 @@ class _Plan:
             if len(prefix) < PREFIX_MIN:
                 raise Invalid("A prefix search (mot*) needs at least two letters.",
                               "prefix_too_short")
-            return ("prefix", fieldname, [prefix])
-        found = terms(clause.text)
+            return ("prefix", fieldname, [prefix], [0])
+        found, offsets = phrase_terms(clause.text)
         if not found:
             return None
         if len(found) == 1:
-            return ("word", fieldname, found)
+            return ("word", fieldname, found, offsets)
         # An exact phrase, or one typed word that is several terms ("FA-2026-001").
-        return ("phrase", fieldname, found)
+        return ("phrase", fieldname, found, offsets)
 
 
 def search(firm_id: str, parsed, scope, *, offset: int, limit: int) -> tuple[int, list]:
@@ -1246,7 +1253,7 @@ def _scope_sets(segreader, segid, scope):
 def _clause_docs(segreader, segid, clause):
     """Docnums of one clause in a segment (phrases not yet checked) and the terms
     that score it."""
-    kind, fieldname, found = clause
+    kind, fieldname, found, _offsets = clause
     if kind == "prefix":
         expanded = []
         for btext in segreader.expand_prefix(fieldname, found[0]):
@@ -1313,7 +1320,7 @@ def _search_segment(segreader, plan, scope, k, idf, avgdl):
             pool = candidates - satisfied
             pool = pool & clause_docs if isinstance(clause_docs, set) else pool.intersection(clause_docs)
             if clause[0] == "phrase":
-                pool = _phrase_docs(segreader, clause[2], pool)
+                pool = _phrase_docs(segreader, clause[2], clause[3], pool)
             satisfied |= pool
         candidates = satisfied
     if not candidates:
@@ -1392,15 +1399,16 @@ def _phrase_keys(segreader, text: str, shift: int, within: set | None = None) ->
     return keys
 
 
-def _phrase_docs(segreader, found: list[str], pool: set) -> set:
-    """The documents of ``pool`` where ``found`` appear as consecutive words."""
+def _phrase_docs(segreader, found: list[str], offsets: list[int], pool: set) -> set:
+    """The documents of ``pool`` where each of ``found`` is at its offset from the
+    first (consecutive words, but for the dropped ones between them)."""
     if len(pool) >= PHRASE_KEYS_FROM:
         # Start from the rarest word: the smallest set of keys.
         order = sorted(range(len(found)),
                        key=lambda i: segreader.doc_frequency("text", found[i]))
         keys = None
         for i in order:
-            keys = _phrase_keys(segreader, found[i], i, keys)
+            keys = _phrase_keys(segreader, found[i], offsets[i], keys)
             if not keys:
                 return set()
         return pool.intersection(map(rshift, keys, repeat(32)))
@@ -1418,11 +1426,12 @@ def _phrase_docs(segreader, found: list[str], pool: set) -> set:
         # Two words, the common case, each usually once per document: compare the
         # two positions as integers, without building any set.
         first_of, second_of = raws
+        gap = offsets[1]
         rest = []
         for doc, a, b in zip(alive, map(first_of.__getitem__, alive),
                              map(second_of.__getitem__, alive)):
             if len(a) == 4 and len(b) == 4:
-                if from_bytes(b, "little") == from_bytes(a, "little") + 1:
+                if from_bytes(b, "little") == from_bytes(a, "little") + gap:
                     matched.add(doc)
             else:
                 rest.append(doc)
@@ -1432,11 +1441,11 @@ def _phrase_docs(segreader, found: list[str], pool: set) -> set:
         if all(len(v) == 4 for v in values):
             # The common case: each word once in the document.
             first = from_bytes(values[0], "little")
-            if all(from_bytes(v, "little") == first + k for k, v in enumerate(values)):
+            if all(from_bytes(v, "little") == first + k for k, v in zip(offsets, values)):
                 matched.add(doc)
             continue
         starts = None
-        for k, v in enumerate(values):
+        for k, v in zip(offsets, values):
             positions = array("I")
             positions.frombytes(v)
             shifted = {p - k for p in positions}
@@ -1507,25 +1516,6 @@ def highlight_terms(parsed) -> tuple[frozenset, tuple]:
     return frozenset(found), tuple(prefixes)
 
 
-_ACCENTED = {"a": "aàâäáãå", "e": "eéèêë", "i": "iîïíì", "o": "oôöóòõ", "u": "uùûüú",
-             "c": "cç", "y": "yÿý", "n": "nñ"}
-
-
-def _accent_insensitive(ascii_text: str) -> str:
-    """A regex matching ``ascii_text`` with or without accents and ligatures."""
-    out, i = [], 0
-    while i < len(ascii_text):
-        pair = ascii_text[i:i + 2]
-        if pair in ("oe", "ae"):
-            out.append(f"(?:{pair[0]}[{_ACCENTED['e']}]|{'œ' if pair == 'oe' else 'æ'})")
-            i += 2
-            continue
-        ch = ascii_text[i]
-        out.append(f"[{_ACCENTED[ch]}]" if ch in _ACCENTED else re.escape(ch))
-        i += 1
-    return "".join(out)
-
-
 _patterns: dict = {}
 
 
@@ -1539,9 +1529,9 @@ def _surface_pattern(found, prefixes) -> re.Pattern | None:
         stems = sorted(set(found) | set(prefixes), key=len, reverse=True)
         if not stems:
             return None
-        alts = "|".join(_accent_insensitive(s[: max(3, len(s) - 2)] if s.isalpha() else s)
+        alts = "|".join(accent_insensitive(s[: max(3, len(s) - 2)] if s.isalpha() else s)
                         for s in stems)
-        pattern = re.compile(r"(?<!\w)(?:%s)\w*" % alts, re.IGNORECASE)
+        pattern = re.compile(r"%s(?:%s)\w*" % (WORD_START, alts), re.IGNORECASE)
         if len(_patterns) > 512:
             _patterns.clear()
         _patterns[key] = pattern
@@ -1559,7 +1549,7 @@ def make_snippet(text: str | None, parsed, *, fallback: str = "") -> str:
     pattern = _surface_pattern(found, prefixes)
     spans = []
     if pattern is not None and text:
-        for m in pattern.finditer(text):
+        for m in pattern.finditer(scannable(text)):  # same offsets as text
             word = m.group()
             candidates = [t.decode("ascii") for t in term_bytes(word)]
             if any(t in found or t.startswith(prefixes) for t in candidates):

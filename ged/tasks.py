@@ -31,13 +31,36 @@ def _bound(fn):
 # --- enqueueing -------------------------------------------------------------------
 
 
+EXTRACT_JOB_TIMEOUT = 1200  # the cheap part only: OCR is on the ocr queue
+
+
 def schedule_text(doc: Document) -> None:
     """After a deposit: extract the blob's text once, or just index when already known."""
     if doc.text_status == "pending":
-        queue.enqueue("extract", "ged.tasks.extract_blob", doc.blob_id,
-                      job_id=f"extract-{doc.blob_id}", job_timeout=3600)
+        schedule_extract(doc.blob_id)
     else:
         schedule_index(doc.firm_id)
+
+
+def schedule_extract(sha256: str) -> None:
+    queue.enqueue("extract", "ged.tasks.extract_blob", sha256, job_id=f"extract-{sha256}",
+                  job_timeout=EXTRACT_JOB_TIMEOUT)
+
+
+def schedule_ocr(count: int = 1) -> None:
+    """``count`` turns on the ``ocr`` queue: each reads one slice of whichever waiting
+    document is fairest then (see extraction.ocr_next), so their order does not matter."""
+    from . import extraction
+
+    cfg = runtime.config()
+    timeout = int(cfg.ocr_slice_seconds + cfg.ocr_page_seconds + extraction.OCR_GUARD_SECONDS
+                  + 300)
+    for _ in range(count):
+        try:
+            queue.enqueue(queue.OCR_QUEUE, "ged.tasks.ocr_next", job_timeout=timeout)
+        except Exception:  # noqa: BLE001 - the reconciler tops the turns up
+            log.exception("could not enqueue an OCR turn")
+            return
 
 
 def schedule_index(firm_id: str) -> None:
@@ -60,13 +83,37 @@ def schedule_unindex(firm_id: str, document_id: str) -> None:
 
 @_bound
 def extract_blob(sha256: str) -> str:
-    """Extract the text (and Factur-X data) of a blob, then index its documents."""
+    """Extract the text (and Factur-X data) of a blob, then index its documents; pages
+    to OCR are left to the ``ocr`` queue."""
     from . import extraction
 
-    status = extraction.extract_blob(sha256)
+    status = extraction.extract_blob(sha256, defer_ocr=True)
+    if status == "ocr":
+        schedule_ocr()
+    else:
+        _index_documents_of(sha256)
+    return status
+
+
+@_bound
+def ocr_next() -> str:
+    """One OCR turn: a slice of the waiting document of the firm served least recently."""
+    from . import extraction
+
+    done = extraction.ocr_next()
+    if done is None:
+        return "idle"
+    sha256, status = done
+    if status == "ocr":
+        schedule_ocr()  # its next slice, after the other firms' turns
+    else:
+        _index_documents_of(sha256)
+    return status
+
+
+def _index_documents_of(sha256: str) -> None:
     for firm_id in {d.firm_id for d in Document.select(Document.firm).where(Document.blob == sha256)}:
         schedule_index(firm_id)
-    return status
 
 
 @_bound
@@ -93,17 +140,27 @@ def deliver(delivery_id: str) -> str:
 @_bound
 def reconcile() -> dict:
     """Re-enqueue what the database says is pending and Redis does not hold."""
-    from . import forwarding
+    from . import extraction, forwarding
 
     result = forwarding.reconcile()
-    pending = [b.sha256 for b in Blob.select(Blob.sha256).where(Blob.text_status == "pending").limit(1000)]
+    pending = [b.sha256 for b in Blob.select(Blob.sha256).where(
+        (Blob.text_status == "pending") & Blob.ocr_state.is_null()).limit(1000)]
+    from .documents import blobs_to_copy
+
+    pending += blobs_to_copy(1000)  # text known, its copy onto a new deposit lost
+    requeued = 0
     for sha in pending:
         if not queue.job_pending(f"extract-{sha}"):
-            queue.enqueue("extract", "ged.tasks.extract_blob", sha, job_id=f"extract-{sha}",
-                          job_timeout=3600)
+            schedule_extract(sha)  # each attempt counts: a file that keeps failing ends failed
+            requeued += 1
+    # Documents waiting for OCR that no worker reads need as many turns queued.
+    missing = len(extraction.waiting_for_ocr()) - queue.queue(queue.OCR_QUEUE).count
+    if missing > 0:
+        schedule_ocr(missing)
+    result["ocr_turns_added"] = max(missing, 0)
     for firm_id in {d.firm_id for d in Document.select(Document.firm).where(
             Document.index_dirty == True).distinct().limit(1000)}:  # noqa: E712
         if not queue.job_pending(f"index-{firm_id}"):
             schedule_index(firm_id)
-    result["extractions_requeued"] = len(pending)
+    result["extractions_requeued"] = requeued
     return result

@@ -46,6 +46,14 @@
           r.bar.value = 100;
           var ok = document.createElement("span"); ok.className = "done"; ok.textContent = "Déposé";
           r.bar.replaceWith(ok);
+          // A file kept with a caveat (a PDF protected by a password): say so beside it.
+          try {
+            (JSON.parse(xhr.responseText).warnings || []).forEach(function (text) {
+              var w = document.createElement("span");
+              w.className = "warning"; w.setAttribute("role", "status"); w.textContent = text;
+              r.li.appendChild(w);
+            });
+          } catch (e) { /* no warnings */ }
           resolve(true);
         } else {
           var msg = "Refusé";

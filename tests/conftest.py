@@ -252,9 +252,19 @@ def run_jobs(app, redis_conn):
 
     from ged import queue
 
+    class BurstWorker(SimpleWorker):
+        """No pub/sub channel: a burst worker takes no remote command, and redis-py 8's
+        PubSub thread can hold RQ's teardown for its whole 60 s poll."""
+
+        def subscribe(self):
+            self.pubsub_thread = None
+
+        def unsubscribe(self):
+            pass
+
     def run(queues=None):
-        worker = SimpleWorker([queue.queue(q) for q in (queues or queue.QUEUES)],
-                              connection=queue.connection())
+        worker = BurstWorker([queue.queue(q) for q in (queues or queue.QUEUES)],
+                             connection=queue.connection())
         worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
 
     return run

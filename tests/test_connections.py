@@ -53,7 +53,10 @@ def test_catalog_and_installing_a_tool(client, world):
     by_name = {i["name"]: i for i in items}
     assert {n: i["kind"] for n, i in by_name.items()} == {
         "JeFacture.com": "email", "agiris": "email", "Sage": "http", "Pennylane": "http",
-        "Dext": "email", "Webhook": "http", "E-mail": "email"}
+        "Dext": "email", "Webhook": "http", "paperless-ngx": "http", "E-mail": "email"}
+    # paperless-ngx takes documents on its upload API: multipart, field "document".
+    assert by_name["paperless-ngx"]["options"] == {"format": "multipart", "file_field": "document"}
+    assert "post_document" in by_name["paperless-ngx"]["url_hint"]
     assert "Achats" in by_name["JeFacture.com"]["description"]
     assert by_name["JeFacture.com"]["suggested_folder"] == "Achats"
     for name in ("Sage", "Pennylane", "agiris", "Dext", "JeFacture.com"):
@@ -97,6 +100,23 @@ def test_connecting_checks_targets_and_leaves_nothing_half_written(client, world
         (http_tool, {"url": "https://93.184.215.14/x", "options": {"headers": {"X-Key": "a\r\nb"}}},
          "invalid_options"),
         (mail_tool, {"address": "a@b.example", "options": {"colour": "blue"}}, "invalid_options"),
+        (mail_tool, {"address": "a@b.example", "options": {"format": "multipart"}},
+         "invalid_options"),
+        (mail_tool, {"address": "a@b.example",
+                     "options": {"send_original": False, "send_invoice_xml": False}},
+         "nothing_to_send"),
+        (http_tool, {"url": "https://93.184.215.14/x", "options": {"send_original": False}},
+         "nothing_to_send"),
+        (http_tool, {"url": "https://93.184.215.14/x", "options": {"format": "xml"}},
+         "invalid_options"),
+        (http_tool, {"url": "https://93.184.215.14/x", "options": {"inline_max_bytes": -1}},
+         "invalid_options"),
+        (http_tool, {"url": "https://93.184.215.14/x", "options": {"inline_max_bytes": "10"}},
+         "invalid_options"),
+        (http_tool, {"url": "https://93.184.215.14/x", "options": {"file_field": 'a"b'}},
+         "invalid_options"),
+        (http_tool, {"url": "https://93.184.215.14/x",
+                     "options": {"headers": {"Authorization": "********"}}}, "invalid_options"),
     ]
     for integration, fields, code in bad:
         resp = client.post(f"/api/v1/companies/{company.id}/connections",
@@ -109,7 +129,11 @@ def test_connecting_checks_targets_and_leaves_nothing_half_written(client, world
     conn = firm_tools.connect(company, http_tool, url="https://93.184.215.14/hook",
                               options={"headers": {"X-Api-Key": "k-123"}}, name="Pennylane A")
     assert conn["secret"].startswith("whsec_") and len(conn["secret"]) == 6 + 44
-    assert conn["options"] == {"headers": {"X-Api-Key": "********"}}
+    # Every option, defaults filled in; header values (API keys) masked.
+    assert conn["options"] == {"headers": {"X-Api-Key": "********"}, "format": "json",
+                               "file_field": "file", "inline_max_bytes": 10 * 1024 * 1024,
+                               "send_original": True, "send_invoice_xml": False}
+    assert Connection.get_by_id(conn["id"]).options == {"headers": {"X-Api-Key": "k-123"}}
     listed = client.get(f"/api/v1/companies/{company.id}/connections",
                         headers=world.staff.headers).get_json()["items"]
     assert [c["name"] for c in listed] == ["Pennylane A"]
@@ -271,7 +295,7 @@ def test_the_tools_verdict_is_signed_fresh_unique_and_final(
     assert Delivery.get_by_id(delivery["id"]).status == "validated"
 
 
-def test_a_rejection_is_shown_to_staff_and_the_document_stays_validated(
+def test_a_rejection_is_shown_to_staff_and_the_document_says_rejected(
         client, world, firm_tools, delivered):
     conn, delivery, doc = delivered["conn"], delivered["delivery"], delivered["doc"]
     resp = _post_status(client, delivery["id"], conn["secret"], "rejected",
@@ -279,8 +303,9 @@ def test_a_rejection_is_shown_to_staff_and_the_document_stays_validated(
     assert resp.status_code == 200 and resp.get_json()["status"] == "rejected"
     failed = client.get("/api/v1/deliveries?status=rejected", headers=world.staff.headers).get_json()
     assert [d["message"] for d in failed["items"]] == ["Facture illisible : merci de la redéposer"]
-    assert client.get(f"/api/v1/documents/{doc['id']}",
-                      headers=world.client_a.headers).get_json()["status"] == "validated"
+    seen = client.get(f"/api/v1/documents/{doc['id']}", headers=world.client_a.headers).get_json()
+    assert (seen["status"], seen["status_reason"]) == (
+        "rejected", "Facture illisible : merci de la redéposer")  # tests/test_status.py: more
 
 
 PRIVATE_URLS = [

@@ -114,23 +114,30 @@ def test_unknown_revoked_and_foreign_addresses_are_refused_at_rcpt(client, world
     assert nothing_stored(cfg)
 
 
-def test_a_message_is_all_or_nothing(client, world, drop_smtp, cfg):
-    """No attachment, or one bad attachment among good ones: a 5xx naming the bad
-    ones, and nothing stored at all."""
+def test_what_can_be_deposited_is_and_the_rest_is_said(client, world, drop_smtp, cfg):
+    """No attachment: 550, nothing stored. One bad attachment among good ones: the good
+    ones are deposited and the reply names the bad ones. Only bad ones: 550 naming them,
+    nothing stored."""
     address = drop_smtp.address(world.company_a)
     with pytest.raises(smtplib.SMTPDataError) as exc:
         drop_smtp.send(drop_smtp.message(address, files=[]))
     assert exc.value.smtp_code == 550 and b"No attachment" in exc.value.smtp_error
+    assert nothing_stored(cfg)
 
-    files = [("bon.pdf", text_pdf()), ("virus.pdf", b"MZ\x90\x00" + b"\x00" * 300),
-             ("vide.pdf", b""), ("photo.png", png_bytes())]
+    bad = [("virus.pdf", b"MZ\x90\x00" + b"\x00" * 300), ("vide.pdf", b"")]
     with pytest.raises(smtplib.SMTPDataError) as exc:
-        drop_smtp.send(drop_smtp.message(address, files=files))
+        drop_smtp.send(drop_smtp.message(address, files=bad))
     text = exc.value.smtp_error.decode()
     assert exc.value.smtp_code == 550
     assert "nothing was deposited" in text and "virus.pdf" in text and "vide.pdf" in text
-    assert "bon.pdf" not in text
     assert nothing_stored(cfg)
+
+    files = [("bon.pdf", text_pdf()), bad[0], bad[1], ("photo.png", png_bytes())]
+    code, text = drop_smtp.deliver(drop_smtp.message(address, files=files).as_bytes(
+        policy=email.policy.SMTP), address)
+    assert code == 250 and "2 document(s) deposited; 2 attachment(s) not accepted" in text
+    assert "virus.pdf" in text and "vide.pdf" in text and "bon.pdf" not in text
+    assert [d.name for d in docs_in(world.folder(world.company_a))] == ["bon.pdf", "photo.png"]
 
 
 def test_limits_on_attachments_recipients_and_size(client, world, drop_smtp, cfg):

@@ -331,3 +331,38 @@ def test_a_corrupted_search_index_is_reported_clearly_then_rebuilt_by_ged_reinde
     r = client.get("/api/v1/search", query_string=find, headers=world.staff.headers)
     assert r.status_code == 200 and [i["name"] for i in r.get_json()["items"]] == ["loyer.pdf"]
     tally.add("faults")
+
+
+# --- the summary itself -----------------------------------------------------------------------
+
+
+def test_the_reliability_summary_names_what_failed_instead_of_claiming_nothing_was_lost(
+        tmp_path):
+    """A run where a fault test counted and passed but another test failed (one that
+    never counts, as the multi-host tests did) does not end with "nothing was lost"."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    (tmp_path / "test_sample.py").write_text(
+        "def test_counted(tally):\n"
+        "    tally.add('faults', 3)\n\n"
+        "def test_host_killed_and_a_delivery_late():\n"
+        "    assert False, 'still waiting for every document to be delivered'\n")
+
+    def run(*args):
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "-p", "fixtures.summary", *args, str(tmp_path)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+        return done.stdout
+
+    out = run()
+    assert "faults: 3 faults injected" in out and "nothing was lost." in out
+    assert "Nothing leaked and nothing was lost." not in out
+    assert "NOT PROVEN: 1 test(s) failed" in out
+    assert "test_sample.py::test_host_killed_and_a_delivery_late" in out
+
+    out = run("-k", "counted")
+    assert "Nothing leaked and nothing was lost." in out and "NOT PROVEN" not in out

@@ -17,8 +17,10 @@ from conftest import ROOT, csrf_token_of, text_pdf, web_login
 ANNUAL = "Dossier comptable annuel 2026"
 FIRM_ONLY_WORDS = re.compile(r"switch|connection|connexion|deliver|livraison|integration|"
                              r"intégration|webhook|interrupteur|jefacture", re.IGNORECASE)
-METADATA_KEYS = {"delivery_id", "document_id", "name", "sha256", "size", "content_type",
-                 "company", "folder_path", "deposited_at", "channel", "status_url", "facturx"}
+# The envelope's data as API.md lists it (the receiver adds the envelope's type).
+METADATA_KEYS = {"type", "delivery_id", "document_id", "name", "sha256", "size", "content_type",
+                 "company", "folder_path", "deposited_at", "channel", "trigger", "status_url",
+                 "facturx", "file_url", "file_url_expires_at", "content_base64"}
 CSV = "date;libellé;montant\n2026-03-02;Fournitures;42,50\n".encode()
 
 
@@ -110,11 +112,12 @@ def test_switch_on_achats_forwards_each_new_document_once_to_both_tools(
                                    "siren": "732829320"}
         assert meta["folder_path"] == f"/{ANNUAL}/Achats/2026/Mars"
         assert meta["status_url"] == f"{cfg.public_url}/api/v1/deliveries/{meta['delivery_id']}/status"
+        assert meta["type"] == "document.deposited" and meta["trigger"] == "switch"
         assert hit.filename == meta["name"] and len(hit.file) == meta["size"]
     assert {h.metadata["channel"] for h in hits} == {"api", "web", "email"}
     assert next(h for h in hits if h.filename == "releve-web.csv").file == CSV
-    # The CSV request is text: the reference Webhook.verify checked it unchanged.
-    assert {h.verified_by for h in hits} == {"Webhook.verify", "hmac_data"}
+    # PDFs and CSV alike: the published verifier read each body as text, then JSON.
+    assert {h.verified_by for h in hits} == {"Webhook.verify"}
 
     # Sent, accepted, and the documents show "validated" to the client.
     for doc_id in sent_ids:

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, text_pdf
+from fixtures.live import process_tree
 from fixtures.receivers import WebhookReceiver
 
 PG_URL = os.environ.get("GED_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
@@ -90,6 +91,15 @@ class Host:
         return f"http://127.0.0.1:{self.port}"
 
     def kill(self, sig=signal.SIGKILL) -> None:
+        if sig == signal.SIGKILL:
+            # `ged serve` runs each child in a group of its own, and they get SIGTERM (a
+            # graceful stop) when it dies: kill every process of the host, children
+            # first, as when the machine is lost.
+            for pid in reversed(process_tree(self.proc.pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         try:
             os.killpg(self.proc.pid, sig)
         except ProcessLookupError:
@@ -270,7 +280,6 @@ def test_deposit_on_one_host_downloads_and_is_found_on_the_other(fleet):
     sha = hashlib.sha256(pdf).hexdigest()
     key = f"{fleet.storage_prefix}/{sha[:2]}/{sha[2:4]}/{sha}"
     assert key in fleet.seaweed.keys(fleet.storage_prefix + "/")
-    assert not _files_with([h.data_dir for h in fleet.hosts.values()], pdf)
 
     def found():
         r = fleet.api("b", "GET", "/search", params={"q": "zébulon quincaillerie"})
@@ -280,6 +289,9 @@ def test_deposit_on_one_host_downloads_and_is_found_on_the_other(fleet):
     body = wait_for(found, 60, "the document to be searchable through host B")
     assert [i["document_id"] for i in body["items"]] == [doc["id"]]
     assert "<mark>" in body["items"][0]["snippet"]
+    # Once its text is read (the extraction works on a temporary copy, removed after),
+    # no host keeps the bytes.
+    assert not _files_with([h.data_dir for h in fleet.hosts.values()], pdf)
 
 
 def _switch_on(fleet, folder_id: str) -> None:
@@ -326,7 +338,42 @@ def test_folder_switch_delivers_each_document_once_with_three_workers(fleet):
         assert fleet.api("a", "GET", f"/documents/{doc['id']}").json()["status"] == "validated"
 
 
-def test_killing_a_host_mid_batch_loses_nothing(fleet):
+def _undelivered_report(fleet, doc_ids) -> str:
+    """Where each undelivered document's deliveries stand, in the database and in RQ:
+    tells a delivery lost (nothing pending anywhere) from a late one."""
+    import redis as redis_lib
+    from rq.job import Job
+    from rq.exceptions import NoSuchJobError
+
+    conn = redis_lib.Redis.from_url(fleet.env["REDIS_URL"])
+    by_doc = _hits_by_document(fleet)
+    lines = []
+    for doc_id in sorted(doc_ids):
+        items = _deliveries(fleet, doc_id)
+        if by_doc.get(doc_id) and any(d["status"] == "accepted" for d in items):
+            continue
+        for d in items:
+            jobs = []
+            for n in range(d["attempts"] + 1):
+                job_id = f"delivery-{d['id']}" + (f"-{n}" if n else "")
+                try:
+                    job = Job.fetch(job_id, connection=conn)
+                    jobs.append(f"{job_id}={job.get_status(refresh=False)}"
+                                f"@{job.worker_name or '-'}")
+                except NoSuchJobError:
+                    pass
+            lease = conn.ttl(f"ged:delivery-lease:{d['id']}")
+            lines.append(f"  {doc_id}: {d['status']} attempts={d['attempts']} "
+                         f"updated={d['updated_at']} next={d['next_attempt_at']} "
+                         f"error={d['last_error']!r} lease_ttl={lease} jobs={jobs} "
+                         f"hits={len(by_doc.get(doc_id, []))}")
+        if not items:
+            lines.append(f"  {doc_id}: no delivery at all")
+    return "\n".join(lines)
+
+
+def test_killing_a_host_mid_batch_loses_nothing(fleet, tally):
+    tally.add("faults")
     ventes = fleet.extra["ventes"]
     _switch_on(fleet, ventes)
     acknowledged: list[str] = []
@@ -375,7 +422,10 @@ def test_killing_a_host_mid_batch_loses_nothing(fleet):
         return all(any(d["status"] == "accepted" for d in _deliveries(fleet, doc_id))
                    for doc_id in listed)
 
-    wait_for(everything_delivered, 120, "every document of the batch to be delivered")
+    try:
+        wait_for(everything_delivered, 120, "every document of the batch to be delivered")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}:\n{_undelivered_report(fleet, listed)}") from None
     by_doc = _hits_by_document(fleet)
     for doc_id in listed:
         hits = by_doc[doc_id]

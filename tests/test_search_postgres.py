@@ -53,6 +53,8 @@ def test_init_is_idempotent_and_picks_rum_or_gin(pg):
     cfgname = db.execute_sql("SELECT cfgname FROM pg_ts_config WHERE cfgname = 'ged_french' "
                              "AND cfgnamespace = current_schema()::regnamespace").fetchone()
     assert cfgname == ("ged_french",)
+    # Where each firm's rows record the analysis they were built with.
+    assert db.execute_sql("SELECT to_regclass('search_version')").fetchone()[0] is not None
 
 
 def test_french_words_accents_phrases_prefixes_and_fields(pg, world, client):

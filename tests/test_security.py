@@ -94,31 +94,34 @@ def _token_attempt(client, email, password, ip):
                        environ_base={"REMOTE_ADDR": ip})
 
 
-def test_login_throttling_per_account_and_per_ip(app, client, world, tally):
-    """Failures past the allowance lock an account for every address (the right password
-    included), without saying whether the account exists; four times as many from one
-    address lock that address for every account, while other addresses still log in.
+def test_login_throttling_per_account_and_address_and_per_address(app, client, world, tally):
+    """Failures past the allowance refuse that address for that account (the right
+    password included), without saying whether the account exists, while the account's
+    owner elsewhere still signs in; four times as many from one address refuse that
+    address for every account, while other addresses still sign in.
     (The allowance is lowered from its default of 5 to keep the test quick.)"""
     cfg = app.config["GED"]
     cfg.login_max_attempts = 2
-    # Per account: failures from different addresses.
-    for i in range(2):
-        assert _token_attempt(client, "staff@un.example", "wrong", f"10.0.0.{i}").status_code == 401
-    for ip in ("10.0.0.1", "10.9.9.9"):
-        r = _token_attempt(client, "staff@un.example", PASSWORD, ip)
-        assert r.status_code == 429 and r.get_json()["error"]["code"] == "too_many_attempts"
-    # The web form is the same door: locked too, with a French message.
+    # Per account and address.
+    for _ in range(2):
+        assert _token_attempt(client, "staff@un.example", "wrong", "10.0.0.1").status_code == 401
+    r = _token_attempt(client, "staff@un.example", PASSWORD, "10.0.0.1")
+    assert r.status_code == 429 and r.get_json()["error"]["code"] == "too_many_attempts"
+    assert int(r.headers["Retry-After"]) > 60
+    # The owner, from their own address, is not locked out by someone else's guesses.
+    assert _token_attempt(client, "staff@un.example", PASSWORD, "10.9.9.9").status_code == 201
+    # The web form is the same door: refused too from the guessing address, in French.
     web = app.test_client()
-    page = web.get("/login").get_data(as_text=True)
+    page = web.get("/login", environ_base={"REMOTE_ADDR": "10.0.0.1"}).get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     r = web.post("/login", data={"email": "staff@un.example", "password": PASSWORD,
-                                 "csrf_token": token})
+                                 "csrf_token": token}, environ_base={"REMOTE_ADDR": "10.0.0.1"})
     assert r.status_code == 429 and "Trop de tentatives" in r.get_data(as_text=True)
-    # An unknown account answers like a known one, then locks like one.
+    # An unknown account answers like a known one, then is refused like one.
     for _ in range(2):
         r = _token_attempt(client, "personne@un.example", "wrong", "10.1.0.1")
         assert r.status_code == 401 and r.get_json()["error"]["code"] == "bad_credentials"
-    assert _token_attempt(client, "personne@un.example", "x", "10.1.0.2").status_code == 429
+    assert _token_attempt(client, "personne@un.example", "x", "10.1.0.1").status_code == 429
 
     # Per address: one address trying many accounts, four times the account allowance.
     ip = "192.0.2.66"
@@ -126,11 +129,14 @@ def test_login_throttling_per_account_and_per_ip(app, client, world, tally):
         assert _token_attempt(client, f"guess{i}@un.example", "wrong", ip).status_code == 401, i
     assert _token_attempt(client, "admin@un.example", PASSWORD, ip).status_code == 429
     assert _token_attempt(client, "admin@un.example", PASSWORD, "192.0.2.67").status_code == 201
-    # A success clears the account's own count.
+    # A success clears the pair's own count.
     for ip in ("198.51.100.1", "198.51.100.3"):
         _token_attempt(client, "client-a@un.example", "wrong", ip)
         assert _token_attempt(client, "client-a@un.example", PASSWORD, ip).status_code == 201
-    tally.add("security", 5)
+    _token_attempt(client, "client-a@un.example", "wrong", "198.51.100.1")
+    assert _token_attempt(client, "client-a@un.example", PASSWORD,
+                          "198.51.100.1").status_code == 201
+    tally.add("security", 6)
 
 
 def test_tokens_are_stored_hashed_and_revocable_by_their_owner(app, client, world, cfg, tally):
@@ -261,7 +267,8 @@ def test_every_state_changing_form_needs_its_csrf_token(app, web, world, tally):
 def test_a_disabled_users_sessions_and_tokens_stop_at_once(app, client, web, world, tally):
     """The admin disables staff through the admin page: the staff member's open web
     session and API token stop on their very next request; re-enabled, the old
-    session stays closed (a new login is needed) and the token works again."""
+    session stays closed (a new login is needed) and the old token stays revoked
+    (issue 17: re-enabling must not bring back tokens that may have leaked)."""
     staff = web(world.staff)
     assert staff.get("/entreprises").status_code == 200
     assert client.get("/api/v1/me", headers=world.staff.headers).status_code == 200
@@ -280,7 +287,9 @@ def test_a_disabled_users_sessions_and_tokens_stop_at_once(app, client, web, wor
     admin.get("/admin/utilisateurs")
     admin.post(f"/admin/utilisateurs/{world.staff.user.id}/actif", {"active": "1"})
     assert staff.get("/entreprises").status_code == 302
-    assert client.get("/api/v1/me", headers=world.staff.headers).status_code == 200
+    r = client.get("/api/v1/me", headers=world.staff.headers)
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "token_revoked"
+    assert web(world.staff).get("/entreprises").status_code == 200  # a new sign-in works
     # A new password also ends the other sessions.
     from ged import accounts
 

@@ -120,9 +120,12 @@ def test_failed_and_rejected_deliveries_lead_the_dashboard_and_are_resent_in_one
     assert Delivery.select().where((Delivery.document == bad)
                                    & (Delivery.status == "accepted")).count() == 1
     assert "Validé" in text_of(web(world.client_a).get(f"/dossiers/{achats.id}"))
-    # The whole folder by hand.
+    # The whole folder by hand: what the tool already has is skipped unless asked.
+    r = staff.post(f"/dossiers/{achats.id}/envoi-manuel",
+                   {"connection_id": http_conn.id, "scope": "folder"}, follow_redirects=True)
+    assert "2 documents ignorés" in text_of(r) and Delivery.select().count() == 3
     staff.post(f"/dossiers/{achats.id}/envoi-manuel",
-               {"connection_id": http_conn.id, "scope": "folder"})
+               {"connection_id": http_conn.id, "scope": "folder", "resend": "1"})
     assert Delivery.select().count() == 5
     # A selection that names nothing is refused clearly.
     staff.post(f"/dossiers/{achats.id}/envoi-manuel",
@@ -224,6 +227,7 @@ def test_trash_restore_audit_and_the_document_page(web, world):
                          "tax_total": "20.00", "total_with_tax": "120.00",
                          "currency": "EUR"}).where(
         Blob.sha256 == Document.get_by_id(doc_id).blob_id).execute()
+    Document.update(text_status="done").where(Document.id == doc_id).execute()  # read
     page = text_of(client.get(f"/documents/{doc_id}"))
     assert "Facture électronique (Factur-X)" in page and "F-2026-042" in page
     assert "Dupont SARL (SIREN 732829320)" in page and "120.00 EUR" in page

@@ -91,6 +91,60 @@ def _bounded_body() -> bytes:
     return raw
 
 
+NUL_MESSAGE = "The request holds a NUL character (\\0), which no field may contain."
+NUL_MESSAGE_FR = "La requête contient un caractère nul (\\0), interdit dans tous les champs."
+
+
+def _holds_nul(value) -> bool:
+    """True when a string anywhere in parsed JSON (keys included) holds a NUL."""
+    stack = [value]
+    while stack:  # iterative: a deeply nested body must not exhaust the stack
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def refuse_nul_bytes():
+    """Refuse a NUL character in the path, the query string or a form field, on
+    every route (API and pages): no database stores it (PostgreSQL text cannot) and
+    no name needs it. JSON bodies are checked where they are parsed (``_json_body``).
+    Registered as a before_request hook: returns the 400 reply, or None."""
+    found = "\x00" in request.path or _pairs_hold_nul(request.args)
+    api = request.path.startswith("/api/")
+    if not found and request.mimetype in ("application/x-www-form-urlencoded",
+                                          "multipart/form-data"):
+        # An API route reads a form only when it takes uploads; parsing one anywhere
+        # else would consume the body that route validates as JSON.
+        if not api or _route_of(request.endpoint).multipart:
+            found = _pairs_hold_nul(request.form)
+    if not found:
+        return None
+    if api:
+        return error_response(400, "invalid_input", NUL_MESSAGE)
+    if request.accept_mimetypes.best == "application/json":  # the uploader's XHR
+        return error_response(400, "invalid_input", NUL_MESSAGE_FR)
+    from flask import render_template
+
+    return render_template("error.html", code=400, message=NUL_MESSAGE_FR), 400
+
+
+def _pairs_hold_nul(multidict) -> bool:
+    return any("\x00" in (k or "") or "\x00" in (v if isinstance(v, str) else "")
+               for k, v in multidict.items(multi=True))
+
+
+def _route_of(endpoint: str | None) -> Route:
+    name = (endpoint or "").rpartition(".")[2]
+    return next((r for r in ROUTES if r.endpoint == name), Route("", "", "", "", ()))
+
+
 def _not_json(*_args):
     raise ValueError("not JSON")
 
@@ -110,6 +164,8 @@ def _json_body(schema: dict) -> dict:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except (ValueError, RecursionError, UnicodeError):
             raise bad from None
+        if _holds_nul(data):
+            raise Invalid(NUL_MESSAGE, "invalid_input")
     try:
         jsonschema.validate(data, schema)
     except jsonschema.ValidationError as exc:
@@ -151,7 +207,7 @@ def route(method: str, path: str, *, summary: str, roles=("admin", "staff", "cli
 
 @bp.errorhandler(GedError)
 def _ged_error(exc: GedError):
-    return error_response(exc.status, exc.code, exc.message)
+    return api_error_for_path(exc)
 
 
 @bp.errorhandler(HTTPException)
@@ -164,7 +220,10 @@ def _http_error(exc: HTTPException):
 def api_error_for_path(exc):
     """JSON errors for /api/ paths even when no API route matched (404, 405)."""
     if isinstance(exc, GedError):
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if getattr(exc, "retry_after", None):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
     messages = {404: "No such route.", 405: "Method not allowed on this route.",
                 413: "The request body is too large."}

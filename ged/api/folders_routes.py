@@ -23,11 +23,19 @@ DOCUMENT_SCHEMA = {
                    "sha256": S, "content_type": S,
                    "channel": {"enum": ["web", "api", "email", "import"]},
                    "deposited_at": S, "deposited_by": NULLS,
-                   "status": {"enum": ["deposited", "validated"]},
-                   "text_status": {"enum": ["pending", "done", "failed", "unsupported"]},
+                   "status": {"enum": ["deposited", "sending", "validated", "rejected",
+                                       "replaced"]},
+                   "status_reason": NULLS, "replaces_id": NULLS, "replaced_by_id": NULLS,
+                   "text_status": {"enum": ["pending", "done", "partial", "failed", "encrypted",
+                                            "unsupported"]},
                    "retain_until": NULLS, "legal_hold": {"type": "boolean"},
                    "trashed_at": NULLS, "facturx": {"type": ["object", "null"]}},
 }
+
+# Something the depositor should know about a file that was kept (e.g. "encrypted_pdf":
+# a PDF that needs a password, which the firm may not be able to read).
+WARNING_SCHEMA = {"type": "object", "required": ["document_id", "name", "code", "message"],
+                  "properties": {"document_id": S, "name": S, "code": S, "message": S}}
 
 
 def _created(payload):
@@ -105,8 +113,9 @@ def trash_folder(user, id):
 
 @route("POST", "/folders/{id}/documents", summary="Deposit one or more files (field file)",
        tag="documents", multipart=True,
-       responses={201: {"type": "object", "required": ["items"],
-                        "properties": {"items": {"type": "array", "items": DOCUMENT_SCHEMA}}}})
+       responses={201: {"type": "object", "required": ["items", "warnings"],
+                        "properties": {"items": {"type": "array", "items": DOCUMENT_SCHEMA},
+                                       "warnings": {"type": "array", "items": WARNING_SCHEMA}}}})
 def deposit(user, id):
     folder = permissions.folder_for(user, id)
     cfg = current_app.config["GED"]
@@ -123,7 +132,23 @@ def deposit(user, id):
             u.staged.discard()
         raise
     docs = documents.deposit(user, folder, uploads, "api")
-    return _created({"items": [documents.document_dict(d, user) for d in docs]})
+    return _created({"items": [documents.document_dict(d, user) for d in docs],
+                     "warnings": documents.warnings_of(docs)})
+
+
+@route("POST", "/documents/{id}/replace",
+       summary="Replace a document by a new file (field file) in the same folder; the old "
+               "one becomes replaced and stays",
+       tag="documents", multipart=True, responses={201: DOCUMENT_SCHEMA})
+def replace_document(user, id):
+    doc = permissions.document_for(user, id)
+    cfg = current_app.config["GED"]
+    files = [f for f in request.files.getlist("file")]
+    if len(files) != 1:
+        raise Invalid('Send exactly one file in a multipart field named "file".', "one_file")
+    upload = documents.Upload(files[0].filename or "", stage(files[0].stream, cfg.data_dir,
+                                                             cfg.max_upload_bytes))
+    return _created(documents.document_dict(documents.replace(user, doc, upload, "api"), user))
 
 
 @route("GET", "/documents/{id}", summary="A document", tag="documents",

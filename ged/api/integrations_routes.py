@@ -1,8 +1,9 @@
 """API routes for integrations, connections, folder switches and deliveries.
 
 All of them are firm-only: a client user gets a plain 404 that names nothing. The
-one public route, ``POST /deliveries/{id}/status``, is authenticated by the
-connection's Standard Webhooks signature instead of a token.
+two public routes are for the linked tool: ``POST /deliveries/{id}/status``,
+authenticated by the connection's Standard Webhooks signature instead of a token,
+and ``GET /deliveries/{id}/file``, by the server's signature in the link.
 """
 
 from __future__ import annotations
@@ -186,14 +187,19 @@ def test_connection(user, id):
 
 
 @route("POST", "/connections/{id}/send",
-       summary="Send documents by hand: a selection (document_ids) or a folder and below (folder_id)",
+       summary="Send documents by hand: a selection (document_ids) or a folder and below "
+               "(folder_id); documents the tool already has are skipped unless resend is true",
        roles=FIRM, tag="deliveries",
        body={"type": "object", "additionalProperties": False,
-             "minProperties": 1, "maxProperties": 1,  # one or the other
              "properties": {"document_ids": {"type": "array", "minItems": 1, "maxItems": 5000,
                                              "items": ID},
-                            "folder_id": ID}},
-       responses={202: ITEMS})
+                            "folder_id": ID,
+                            "resend": {"type": "boolean"}}},
+       responses={202: {"type": "object", "required": ["items", "skipped"],
+                        "properties": {"items": {"type": "array"},
+                                       "skipped": {"type": "integer"},
+                                       "skipped_document_ids": {"type": "array",
+                                                                "items": S}}}})
 def send_many(user, id, data):
     _firm_user(user)
     conn = permissions.connection_for(user, id)
@@ -206,8 +212,9 @@ def send_many(user, id, data):
         docs = forwarding.folder_documents(user, folder)
     else:
         docs = [permissions.document_for(user, d) for d in dict.fromkeys(data["document_ids"])]
-    created = forwarding.send_manual(user, docs, conn)
-    return _status({"items": [deliveries.delivery_dict(d) for d in created]}, 202)
+    sent = forwarding.send_manual(user, docs, conn, resend=bool(data.get("resend")))
+    return _status({"items": [deliveries.delivery_dict(d) for d in sent.deliveries],
+                    "skipped": len(sent.skipped), "skipped_document_ids": sent.skipped}, 202)
 
 
 # --- switches -----------------------------------------------------------------------------
@@ -275,7 +282,8 @@ def send_document(user, id, data):
     conn = permissions.connection_for(user, data["connection_id"])
     if conn.company_id != doc.company_id:
         raise NotFound("Connection not found.")
-    (delivery,) = forwarding.send_manual(user, [doc], conn)
+    # One document named by hand: sending it again is what was asked.
+    (delivery,) = forwarding.send_manual(user, [doc], conn, resend=True).deliveries
     return _status(deliveries.delivery_dict(delivery), 202)
 
 
@@ -285,6 +293,21 @@ def get_delivery(user, id):
     _firm_user(user)
     delivery = permissions.delivery_for(user, id)
     return jsonify(_dashboard_item(_delivery_query().where(Delivery.id == delivery.id).get()))
+
+
+@route("GET", "/deliveries/{id}/file",
+       summary="The delivery's document, for the linked tool: the signed link of the "
+               "envelope's data.file_url (no token); 404 once expired or if altered",
+       public=True, tag="deliveries",
+       query={"expires": {"type": "string", "description": "Unix seconds, as in file_url"},
+              "signature": {"type": "string", "description": "as in file_url"}},
+       responses={200: None})
+def delivery_file(id):
+    from .folders_routes import file_response
+
+    doc = forwarding.open_file_link(id, request.args.get("expires", ""),
+                                    request.args.get("signature", ""))
+    return file_response(doc)
 
 
 STATUS_FILTER = {"status": {"type": "string", "enum": ["queued", "sending", "sent", "accepted",

@@ -43,7 +43,8 @@ def parse_date(name: str) -> dt.date | None:
 @route("GET", "/search", summary="Full-text search in what the caller may see", tag="search",
        query={"q": {"type": "string", "minLength": 1, "x-required": True,
                     "description": "words, \"exact phrases\", prefix*, -excluded, a OU b; "
-                                   "fields nom:, dossier:, facture:"},
+                                   "fields nom:, dossier:, facture:; case, accents and "
+                                   "elisions ignored (l’échéance: échéance)"},
               "company_id": {"type": "string", "description": "only this company"},
               "folder_id": {"type": "string", "description": "this folder and below"},
               "from": {"type": "string", "format": "date", "description": "deposited on or after"},

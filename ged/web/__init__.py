@@ -21,17 +21,26 @@ ERROR_FR = {
     "file_too_large": "Le fichier dépasse la taille maximale autorisée.",
     "empty_file": "Le fichier est vide.",
     "unsupported_type": "Ce type de fichier n'est pas accepté (PDF, images, documents "
-                        "bureautiques, XML, CSV ou texte).",
+                        "bureautiques, XML, JSON, CSV ou texte).",
     "content_mismatch": "Le contenu du fichier ne correspond pas à son extension.",
     "invalid_name": "Ce nom n'est pas valide (caractères interdits ou trop long).",
     "image_too_large": "L'image est trop grande (nombre de pixels excessif).",
     "corrupt_file": "Le fichier est endommagé et ne peut pas être lu.",
-    "encrypted_pdf": "Ce PDF est protégé par un mot de passe ; retirez la protection puis "
-                     "déposez-le à nouveau.",
+    "too_many_parts": "Ce document bureautique contient trop d'éléments pour être accepté.",
     "too_many_pages": "Ce document a trop de pages.",
     "no_file": "Aucun fichier n'a été envoyé.",
     "name_taken": "Un dossier porte déjà ce nom ici.",
     "not_found": "Introuvable, ou vous n'y avez pas accès.",
+    "common_password": "Ce mot de passe est trop courant ou trop facile à deviner : "
+                       "choisissez-en un plus long, par exemple quelques mots sans rapport.",
+    "invalid_input": "La requête contient un caractère nul, interdit dans tous les champs.",
+}
+
+# What a depositor is told about a file that was kept (filetypes.WARNINGS), by code.
+WARNING_FR = {
+    "encrypted_pdf": "« {name} » est protégé par un mot de passe : il a été déposé, mais le "
+                     "cabinet pourrait ne pas pouvoir le lire. Déposez si possible une version "
+                     "sans mot de passe.",
 }
 
 
@@ -40,21 +49,55 @@ def french(exc: GedError) -> str:
     return ERROR_FR.get(exc.code, exc.message)
 
 
+def safe_target(target: str | None, default: str) -> str:
+    """``target`` when it is a page of this application, else ``default``: parsed
+    (no scheme, no host, one leading slash) and matched against the app's routes, so
+    no crafted ``next`` (``//evil``, ``/\\t/evil``, ``https:evil``) sends the user away."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import RequestRedirect
+
+    from ..names import control_character
+
+    if not target or len(target) > 2000:
+        return default
+    # Browsers drop tabs and newlines from URLs and read a backslash as "/": such a
+    # target is refused rather than guessed at.
+    if "\\" in target or control_character(target) or any(ch.isspace() for ch in target):
+        return default
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc or not parts.path.startswith("/")
+            or parts.path.startswith("//")):
+        return default
+    try:
+        current_app.url_map.bind("ged.invalid").match(parts.path, method="GET")
+    except (HTTPException, RequestRedirect):
+        return default
+    return urlunsplit(("", "", parts.path, parts.query, ""))
+
+
 def return_to(default: str) -> str:
-    """The form's ``next`` field when it is a path on this site, else ``default``
-    (so a crafted form cannot send the user elsewhere)."""
-    target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    """The form's ``next`` field when it is a page of this site, else ``default``."""
+    return safe_target(request.form.get("next"), default)
 
 
 def brand_firm() -> Firm | None:
-    """The firm whose brand the page wears: the user's, else the install's first firm."""
+    """The firm whose brand the page wears: the signed-in user's; before sign-in,
+    the firm GED_FIRM_HOSTS names for this host name, else the only firm of the
+    install; None (a neutral page) when several firms share the server."""
     if current_user and current_user.is_authenticated:
         return current_user.firm
     if "brand_firm" not in g:
-        g.brand_firm = Firm.select().order_by(Firm.created_at).first()
+        import re
+
+        hosts = current_app.config["GED"].firm_hosts or {}
+        firm_id = hosts.get(re.sub(r":\d+$", "", request.host.lower()))
+        if firm_id:
+            g.brand_firm = Firm.get_or_none(Firm.id == firm_id)
+        else:
+            firms = list(Firm.select(Firm).limit(2))
+            g.brand_firm = firms[0] if len(firms) == 1 else None
     return g.brand_firm
 
 
@@ -64,74 +107,78 @@ def _inject():
                                                and permissions.is_firm_user(current_user))}
 
 
-SESSION_REVOKED = "ged:session:revoked:"
-SESSION_DAYS = 31  # Flask's permanent-session lifetime: a revoked id is kept that long
-
-
 def begin_session(user) -> None:
-    """Log ``user`` in with a fresh session id, which logging out revokes server-side
-    (a signed cookie copied before the logout then stops working too)."""
-    import secrets
-
+    """Log ``user`` in with a fresh server-side session (see ged/sessions.py): the
+    cookie names it by a random token, and logging out ends it in the database."""
     from flask import session
 
+    from .. import sessions
+
     session.clear()
-    session["sid"] = secrets.token_hex(16)
+    session["sid"] = sessions.open_session(user)
     login_user(user)
 
 
 def end_session() -> None:
+    """Log out: the session ends server-side, so a copy of the cookie stops working."""
     from flask import session
 
-    from .. import queue
+    from .. import sessions
 
-    sid = session.get("sid")
-    if sid:
-        try:
-            queue.connection().set(SESSION_REVOKED + sid, "1", ex=SESSION_DAYS * 86400)
-        except Exception:  # noqa: BLE001 - the cookie is cleared anyway
-            pass
+    sessions.end_session(session.get("sid"))
     logout_user()
     session.clear()
 
 
-def session_revoked() -> bool:
-    """True when the current session id was logged out (checked on every request)."""
+def session_user(user_id: str):
+    """flask-login's user loader: the user of the cookie's live session, or None."""
     from flask import session
 
-    from .. import queue
+    from .. import sessions
 
-    sid = session.get("sid")
-    if not sid:
-        return True
-    try:
-        return bool(queue.connection().exists(SESSION_REVOKED + sid))
-    except Exception:  # noqa: BLE001 - Redis down: sessions keep working, /readyz says why
-        return False
+    return sessions.user_for(session.get("sid"), user_id.partition(":")[0])
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    """The sign-in form. ``request.remote_addr`` is the client's real address
+    (ged/proxies.py); a browser that signed in before carries its device cookie
+    (ged/throttle.py), so others' failed guesses never keep its owner out."""
+    from .. import throttle
+    from ..db import transaction
+
     if current_user.is_authenticated:
         return redirect(url_for("web.home"))
     error = None
     if request.method == "POST":
         cfg = current_app.config["GED"]
         email = request.form.get("email", "")
+        device = request.cookies.get(throttle.DEVICE_COOKIE)
         try:
             user = accounts.authenticate(email, request.form.get("password", ""),
                                          request.remote_addr, max_attempts=cfg.login_max_attempts,
-                                         window=cfg.login_window_seconds)
+                                         window=cfg.login_window_seconds, device=device)
         except GedError as exc:
             error = french(exc)
-            return render_template("login.html", error=error, email=email), exc.status
+            wait = getattr(exc, "retry_after", 0)
+            if exc.code == "too_many_attempts" and 0 < wait <= 60:
+                error = f"Trop de tentatives. Réessayez dans {wait} secondes."
+            response = current_app.make_response(
+                (render_template("login.html", error=error, email=email), exc.status))
+            if wait:
+                response.headers["Retry-After"] = str(wait)
+            return response
         begin_session(user)
-        audit.record(user, "login.succeeded", user, firm_only=True,
-                     details={"ip": request.remote_addr})
-        target = request.args.get("next", "")
-        if not target.startswith("/") or target.startswith("//"):
-            target = url_for("web.home")
-        return redirect(target)
+        with transaction():
+            audit.record(user, "login.succeeded", user, firm_only=True,
+                         details={"ip": request.remote_addr})
+        response = redirect(safe_target(request.args.get("next"), url_for("web.home")))
+        if throttle.device_owner(device) != user.id:
+            response.set_cookie(throttle.DEVICE_COOKIE, throttle.remember_device(user.id),
+                                max_age=throttle.DEVICE_DAYS * 86400, httponly=True,
+                                samesite="Lax", path=url_for("web.login"),
+                                secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
+        return response
     return render_template("login.html", error=error, email="")
 
 
@@ -209,9 +256,13 @@ def upload(folder_id):
             return jsonify({"error": {"code": exc.code, "message": french(exc)}}), exc.status
         flash(french(exc), "error")
         return redirect(url_for("web.folder", folder_id=current.id))
+    warned = [WARNING_FR[w["code"]].format(name=w["name"]) for w in documents.warnings_of(docs)]
     if wants_json:
-        return jsonify({"items": [{"id": d.id, "name": d.name} for d in docs]}), 201
+        return jsonify({"items": [{"id": d.id, "name": d.name} for d in docs],
+                        "warnings": warned}), 201
     flash(f"{len(docs)} document(s) déposé(s).", "success")
+    for message in warned:
+        flash(message, "warning")
     return redirect(url_for("web.folder", folder_id=current.id))
 
 
@@ -294,7 +345,8 @@ def logo():
         abort(404)
     response = Response(iter_blob(runtime.store(), firm.logo_sha256),
                         mimetype=firm.logo_content_type)
-    response.headers["Cache-Control"] = "public, max-age=300"
+    # private: which firm's logo this URL answers depends on who asks (and the host).
+    response.headers["Cache-Control"] = "private, max-age=300"
     response.headers["Content-Security-Policy"] = "default-src 'none'"
     return response
 

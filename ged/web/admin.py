@@ -293,8 +293,10 @@ CONNECTION_ERRORS = {
                           "qu'à des adresses publiques.",
     "unresolvable_host": "Le nom de serveur de cette adresse web est introuvable.",
     "invalid_address": "Indiquez l'adresse e-mail de collecte de l'outil (nom@domaine).",
-    "invalid_options": "Une option de la connexion n'est pas valide (en-tête interdit ou "
-                       "mal formé).",
+    "invalid_options": "Une option de la connexion n'est pas valide (en-tête interdit ou mal "
+                       "formé, format, nom de champ ou taille maximale incorrects).",
+    "nothing_to_send": "Choisissez ce que la connexion envoie : le fichier déposé, le XML de "
+                       "la facture, ou les deux.",
     "unknown_preset": "Cet outil n'existe pas dans le catalogue.",
     "kind_mismatch": "Le type de connecteur ne correspond pas à cet outil.",
     "invalid_kind": "Le type de connecteur doit être e-mail ou http.",
@@ -336,20 +338,44 @@ def admin_integrations():
                            installed=installed, counts=counts), status
 
 
+SEND_CHOICES = {"original": {}, "both": {"send_invoice_xml": True},
+                "xml": {"send_invoice_xml": True, "send_original": False}}
+
+
 def _options_from_form(kind: str) -> dict | None:
-    """Connector options from the form: e-mail attaches the metadata JSON; http adds headers
-    given one per line as ``Name: value``."""
+    """Connector options from the form: what is sent (the file, the invoice XML, or
+    both); e-mail may attach the metadata JSON; http has its format, file field, inline
+    size (in MB) and headers given one per line as ``Name: value``. A field left empty
+    keeps the tool's default (a preset's, else ged's)."""
+    form = request.form
+    if (form.get("send") or "original") not in SEND_CHOICES:
+        raise Invalid("Choose what the connection sends.", "invalid_options")
+    options = dict(SEND_CHOICES[form.get("send") or "original"])
     if kind == "email":
-        return {"attach_metadata": bool(request.form.get("attach_metadata"))}
+        if form.get("attach_metadata"):
+            options["attach_metadata"] = True
+        return options or None
     headers = {}
-    for number, line in enumerate(request.form.get("headers", "").splitlines(), 1):
+    for number, line in enumerate(form.get("headers", "").splitlines(), 1):
         if not line.strip():
             continue
         name, sep, value = line.partition(":")
         if not sep or not name.strip():
             raise Invalid(f"Line {number} of the headers must read Name: value.", "invalid_headers")
         headers[name.strip()] = value.strip()
-    return {"headers": headers} if headers else None
+    if headers:
+        options["headers"] = headers
+    if form.get("format"):
+        options["format"] = form["format"]
+    if form.get("file_field", "").strip():
+        options["file_field"] = form["file_field"].strip()
+    if form.get("inline_max_mb", "").strip():
+        try:
+            megabytes = float(form["inline_max_mb"].replace(",", "."))
+        except ValueError:
+            raise Invalid("The inline size is a number of MB.", "invalid_options") from None
+        options["inline_max_bytes"] = int(round(megabytes * 1024 * 1024))
+    return options or None
 
 
 ERROR_FR.setdefault("invalid_headers", "Chaque en-tête s'écrit sur une ligne : Nom: valeur.")
@@ -391,8 +417,13 @@ def company_connections(company_id):
     conns = switches.company_connections(company.id)
     names = {i.id: i.name for i in Integration.select(Integration.id, Integration.name)
              .where(Integration.firm == current_user.firm_id)}
+    # What each connection sends, defaults filled in; header values never reach the page.
+    options = {c.id: integrations.effective_options(c) for c in conns}
+    hints = [(i, integrations.catalog_entry(i.preset)) for i in available if i.preset]
+    hints = [(i, e) for i, e in hints if e and (e.get("url_hint") or e.get("options"))]
     return render_template("connections.html", company=company, connections=conns,
                            integration_names=names, available=available, form=form,
+                           options=options, hints=hints, megabyte=1024 * 1024,
                            root=folders.root_of(company)), status
 
 

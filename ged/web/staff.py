@@ -23,6 +23,9 @@ ERROR_FR.update({
     "document_trashed": "Un document à la corbeille ne peut pas être envoyé.",
     "no_document": "Sélectionnez au moins un document.",
     "connection_paused": "Cette connexion est suspendue ; reprenez-la avant d'envoyer.",
+    "already_replaced": "Ce document a déjà été remplacé ; remplacez plutôt sa version la "
+                        "plus récente.",
+    "one_file": "Choisissez un seul fichier pour remplacer ce document.",
 })
 
 DELIVERY_LABELS = {
@@ -36,14 +39,28 @@ DELIVERY_LABELS = {
 }
 # The dashboard shows what needs a person first.
 DASHBOARD_ORDER = ["failed", "rejected", "sending", "queued", "accepted", "sent", "validated"]
+# What a document's status says, to the client and the firm alike (never a tool's name).
+DOCUMENT_LABELS = {
+    "deposited": "Déposé",
+    "sending": "En cours de traitement",
+    "validated": "Validé",
+    "rejected": "À remplacer",
+    "replaced": "Remplacé",
+}
 TEXT_LABELS = {"pending": "Lecture en cours", "done": "Texte lu", "failed": "Illisible",
-               "unsupported": "Sans texte"}
+               "unsupported": "Sans texte", "partial": "Texte lu en partie (des pages illisibles)",
+               "encrypted": "Protégé par mot de passe : texte illisible"}
 CHANNEL_LABELS = {"web": "Site web", "api": "API", "email": "E-mail", "import": "Import"}
 
 
 @bp.app_template_filter("delivery_label")
 def _delivery_label(status: str) -> str:
     return DELIVERY_LABELS.get(status, status)
+
+
+@bp.app_template_filter("document_status")
+def _document_status(status: str) -> str:
+    return DOCUMENT_LABELS.get(status, status)
 
 
 @bp.app_template_filter("who")
@@ -173,7 +190,8 @@ def set_switch(folder_id, connection_id):
 @login_required
 def send_selection(folder_id):
     """Send a selection of the folder's documents (or all of them, subfolders included
-    when asked) to one connection, by hand."""
+    when asked) to one connection, by hand: the same path as the API's. Documents the
+    tool already has are skipped unless « Renvoyer aussi » is ticked."""
     from .. import forwarding
 
     _firm_user()
@@ -184,28 +202,29 @@ def send_selection(folder_id):
         if conn.company_id != folder.company_id:
             raise Invalid("Unknown connection.", "invalid_connection")
         scope = request.form.get("scope", "selection")
-        query = Document.select().where(Document.trashed_at.is_null()
-                                        & (Document.company == folder.company_id))
-        if scope == "folder":
-            query = query.where(Document.folder == folder.id)
-        elif scope == "subtree":
-            hidden = permissions.hidden_prefixes(current_user, folder.company_id)
-            visible = [f.id for f in folders.subtree(folder)
-                       if not any(f.path.startswith(p) for p in hidden)]
-            query = query.where(Document.folder.in_(visible))
+        if scope in ("folder", "subtree"):
+            docs = forwarding.folder_documents(current_user, folder, below=scope == "subtree")
         else:
-            ids = request.form.getlist("document_id")[:1000]
-            query = query.where(Document.id.in_(ids) & (Document.folder == folder.id))
-        docs = list(query.order_by(Document.deposited_at))
-        if not docs:
-            raise Invalid("Select at least one document.", "no_document")
-        sent = forwarding.send_manual(current_user, docs, conn)
+            ids = set(request.form.getlist("document_id")[:1000])
+            docs = [d for d in forwarding.folder_documents(current_user, folder, below=False)
+                    if d.id in ids]
+        sent = forwarding.send_manual(current_user, docs, conn,
+                                      resend=bool(request.form.get("resend")))
     except GedError as exc:
         flash(french(exc), "error")
         return back
-    count = len(sent) if isinstance(sent, (list, tuple)) else len(docs)
-    flash(f"{_plural(count, 'document envoyé', 'documents envoyés')} à « {conn.name} ». "
-          "Suivez les envois sur le tableau des envois.", "success")
+    count, skipped = len(sent.deliveries), len(sent.skipped)
+    if count:
+        message = (f"{_plural(count, 'document envoyé', 'documents envoyés')} à « {conn.name} »."
+                   " Suivez les envois sur le tableau des envois.")
+    else:
+        message = f"Aucun document envoyé à « {conn.name} »."
+    if skipped:
+        message += (f" {_plural(skipped, 'document ignoré', 'documents ignorés')} : "
+                    f"{'déjà envoyé' if skipped == 1 else 'déjà envoyés'} à cet outil ou "
+                    f"{'remplacé' if skipped == 1 else 'remplacés'} (cochez « Renvoyer aussi "
+                    "les documents déjà envoyés » pour les renvoyer).")
+    flash(message, "success" if count else "info")
     return back
 
 
@@ -222,12 +241,21 @@ def document_page(document_id):
     folder = doc.folder
     chain = folders.ancestors(folder)
     blob = Blob.get_by_id(doc.blob_id)
+    # What the extraction found shows once this document's own text status is known
+    # (a fresh deposit never shows what another company's copy of the bytes gave).
+    known = doc.text_status != "pending"
+    pages = blob.pages if known else None
     context = {
         "doc": doc, "folder": folder, "chain": chain, "company": doc.company,
-        "facturx": blob.facturx, "pages": blob.pages,
-        "page_images": previews.shown_pages(blob.pages)
+        "facturx": blob.facturx if known else None, "pages": pages,
+        "page_images": previews.shown_pages(pages)
         if previews.previewable(doc.content_type) else 0,
         "may_trash": _may_trash(doc),
+        "may_replace": doc.trashed_at is None and doc.replaced_by_id is None,
+        "replaced_by": Document.get_or_none(Document.id == doc.replaced_by_id)
+        if doc.replaced_by_id else None,
+        "replaces": Document.get_or_none(Document.id == doc.replaces_id)
+        if doc.replaces_id else None,
     }
     if is_firm:
         conns = switches.company_connections(doc.company_id)
@@ -236,7 +264,12 @@ def document_page(document_id):
         conn_names = {c.id: c.name for c in Connection.select(Connection.id, Connection.name)
                       .where(Connection.id.in_({d.connection_id for d in rows} | {c.id for c in conns}))}
         delivered_to = {d.connection_id for d in rows}
+        latest: dict = {}
+        for d in rows:  # newest first: the first seen per connection is its latest
+            if d.status != "failed":
+                latest.setdefault(d.connection_id, d)
         context.update({
+            "rejections": [d for d in latest.values() if d.status == "rejected"],
             "deliveries": rows, "conn_names": conn_names, "connections": conns,
             "delivered_to": delivered_to, "text_error": blob.text_error,
             "original": Document.get_or_none(Document.id == doc.duplicate_of)
@@ -270,6 +303,33 @@ def document_send(document_id):
         return back
     flash(f"« {doc.name} » part vers « {conn.name} ».", "success")
     return back
+
+
+@bp.post("/documents/<document_id>/remplacer")
+@login_required
+def document_replace(document_id):
+    """« Remplacer »: a new file for the document, deposited into its folder (a file
+    form, no script needed); the page of the new document follows."""
+    from flask import current_app
+
+    from ..storage import stage
+
+    doc = permissions.document_for(current_user, document_id)
+    back = redirect(return_to(url_for("web.document_page", document_id=doc.id)))
+    files = [f for f in request.files.getlist("file") if f.filename]
+    if len(files) != 1:
+        flash(ERROR_FR["one_file"], "error")
+        return back
+    cfg = current_app.config["GED"]
+    try:
+        upload = documents.Upload(files[0].filename, stage(files[0].stream, cfg.data_dir,
+                                                           cfg.max_upload_bytes))
+        new = documents.replace(current_user, doc, upload, "web")
+    except GedError as exc:
+        flash(french(exc), "error")
+        return back
+    flash(f"« {doc.name} » est remplacé par « {new.name} ».", "success")
+    return redirect(return_to(url_for("web.document_page", document_id=new.id)))
 
 
 @bp.post("/documents/<document_id>/corbeille")
@@ -333,9 +393,34 @@ def dashboard():
     counts = dict(Delivery.select(Delivery.status, pw.fn.COUNT(Delivery.id))
                   .where(Delivery.id.in_(query.select(Delivery.id)))
                   .group_by(Delivery.status).tuples()) if not status else None
+    to_replace, to_replace_more = _awaiting_replacement(
+        [company_id] if company_id else
+        (None if current_user.role == "admin" else [c.id for c in company_list]))
     return render_template("dashboard.html", rows=rows[:PAGE], more=len(rows) > PAGE, page=page,
                            companies=company_list, company_id=company_id, status=status,
-                           counts=counts, order=DASHBOARD_ORDER)
+                           counts=counts, order=DASHBOARD_ORDER, to_replace=to_replace,
+                           to_replace_more=to_replace_more)
+
+
+def _awaiting_replacement(company_ids: list[str] | None) -> tuple[list[dict], bool]:
+    """Documents a tool rejected that wait for a replacement (oldest first), each with
+    the tools that rejected it and their words; ``company_ids`` None = the whole firm."""
+    query = (Document.select(Document, Company)
+             .join(Company, on=(Document.company == Company.id))
+             .where((Document.firm == current_user.firm_id) & (Document.status == "rejected")
+                    & Document.trashed_at.is_null()))
+    if company_ids is not None:
+        query = query.where(Document.company.in_(company_ids))
+    docs = list(query.order_by(Document.deposited_at).limit(PAGE + 1))
+    verdicts: dict = {}
+    for d in (Delivery.select(Delivery, Connection)
+              .join(Connection, on=(Delivery.connection == Connection.id))
+              .where(Delivery.document.in_([doc.id for doc in docs[:PAGE]])
+                     & (Delivery.status == "rejected"))
+              .order_by(Delivery.updated_at.desc())):
+        verdicts.setdefault(d.document_id, {}).setdefault(d.connection_id, d)
+    return ([{"doc": doc, "verdicts": list(verdicts.get(doc.id, {}).values())}
+             for doc in docs[:PAGE]], len(docs) > PAGE)
 
 
 @bp.post("/envois/<delivery_id>/renvoyer")
@@ -363,6 +448,8 @@ AUDIT_LABELS = {
     "company.updated": "Entreprise modifiée",
     "company.staff_assigned": "Collaborateurs affectés",
     "company.drop_address_regenerated": "Adresse de dépôt renouvelée",
+    "email.received": "E-mail reçu",
+    "email.refused": "E-mail refusé",
     "user.created": "Utilisateur créé",
     "user.invited": "Invitation envoyée",
     "user.invitation_accepted": "Invitation acceptée",
@@ -384,6 +471,7 @@ AUDIT_LABELS = {
     "document.hold_set": "Conservation légale posée",
     "document.hold_released": "Conservation légale levée",
     "document.purged": "Document supprimé définitivement",
+    "document.replaced": "Document remplacé",
     "switch.set": "Interrupteur modifié",
     "delivery.queued": "Envoi programmé",
     "delivery.sent": "Envoyé",
