@@ -117,6 +117,9 @@ def extract_blob(sha256: str, *, defer_ocr: bool = False) -> str:
         except Exception as exc:
             _attempt_failed(sha256, exc)
             raise
+        except BaseException:
+            _attempt_returned(sha256)
+            raise
         finally:
             _PLAN.reset(token)
         if not (plan.pages and result.status in ("done", "partial")):
@@ -150,6 +153,13 @@ def _attempt_failed(sha256: str, exc: BaseException) -> None:
         Blob.update(text_error=f"{type(exc).__name__}: {reason}" if reason
                     else type(exc).__name__).where(
             (Blob.sha256 == sha256) & (Blob.text_status == "pending")).execute()
+
+
+def _attempt_returned(sha256: str) -> None:
+    """A worker that stops (not a fault of this file) gives its attempt back."""
+    with contextlib.suppress(Exception):
+        Blob.update(extract_attempts=Blob.extract_attempts - 1).where(
+            (Blob.sha256 == sha256) & (Blob.extract_attempts > 0)).execute()
 
 
 def _finish_failed(sha256: str, error: str) -> None:
@@ -257,9 +267,10 @@ def _local_copy(sha256: str):
 # --- child processes ---------------------------------------------------------------------
 
 
-def _child_init(memory_bytes: int, parent: int) -> None:
+def _child_init(memory_bytes: int, parent: int | None, cpu_seconds: float | None = None) -> None:
     """In each child: killed with its parent (a worker killed mid-OCR leaves nothing
-    running), bounded memory, single-threaded Tesseract, no Pillow bomb."""
+    running), bounded memory (and CPU time when given), single-threaded Tesseract, no
+    Pillow bomb."""
     import faulthandler
     import resource
     import signal
@@ -267,11 +278,17 @@ def _child_init(memory_bytes: int, parent: int) -> None:
     from .processes import die_with_parent
 
     die_with_parent(signal.SIGKILL)
-    if os.getppid() != parent:
+    if parent is not None and os.getppid() != parent:
         os._exit(1)  # the parent died before the request took effect
     faulthandler.disable()  # a parser crash is reported by the parent, once
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    if cpu_seconds:
+        # CPU time, not wall time: a file costs the same whatever else the machine is
+        # doing, so a busy server never refuses a good file for being slow to check.
+        limit = max(1, int(cpu_seconds + 0.999))
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CPU, (limit, limit + 1))
     os.environ["OMP_THREAD_LIMIT"] = "1"
     from PIL import Image
 
@@ -285,15 +302,38 @@ def _context():
     return multiprocessing.get_context("fork")
 
 
+_checker_context = None
+
+
+def checker_context():
+    """The context for children started from a request thread: a fork server, started
+    once per process from a single thread and preloaded with the parsers. Forking the
+    threaded web process itself could copy a lock another thread held (a child stuck
+    forever, a good file refused under load)."""
+    global _checker_context
+    if _checker_context is None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["ged.filetypes", "ged.extraction", "pypdfium2",
+                                        "pikepdf", "PIL.Image"])
+        _checker_context = context
+    return _checker_context
+
+
 class _Children:
     """A pool of parsing children for one extraction; a crash, a timeout or a memory
     error in a child becomes ExtractionFailed."""
 
-    def __init__(self, processes: int):
+    def __init__(self, processes: int, cpu_seconds: float | None = None, *,
+                 mp_context=None):
         self.size = max(1, processes)
-        self.pool = cf.ProcessPoolExecutor(max_workers=self.size, mp_context=_context(),
+        context = mp_context or _context()
+        # A forked child's parent is this process; a fork server's child's is the
+        # server (which ends with this process).
+        parent = os.getpid() if context.get_start_method() == "fork" else None
+        self.pool = cf.ProcessPoolExecutor(max_workers=self.size, mp_context=context,
                                            initializer=_child_init,
-                                           initargs=(CHILD_MEMORY_BYTES, os.getpid()))
+                                           initargs=(CHILD_MEMORY_BYTES, parent,
+                                                     cpu_seconds))
 
     def __enter__(self):
         return self
@@ -766,6 +806,9 @@ def ocr_slice(sha256: str, firm: str | None = None) -> str:
             return _finish_ocr(sha256, state, cfg, stopped="The stored file is missing.")
         except Exception as exc:
             _attempt_failed(sha256, exc)
+            raise
+        except BaseException:
+            _attempt_returned(sha256)
             raise
         state["spent"] += time.monotonic() - started
         for i, text in read.items():

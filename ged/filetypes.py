@@ -66,7 +66,8 @@ MAX_ZIP_ENTRIES = 20_000  # parts of an office file (a large workbook has a few 
 MAX_HEADER_SEGMENTS = 10_000  # PNG chunks / JPEG segments before the image data
 MAX_OLE_SECTORS = 4096  # sectors followed in a legacy Office file's directory
 CHECK_SECONDS = 5.0  # time budget of one structure walk
-PARSE_SECONDS = 10.0  # time budget of a parser's look at a PDF or HEIC (in a child)
+PARSE_SECONDS = 10.0  # CPU budget of a parser's look at a PDF or HEIC (in a child)
+PARSE_WALL_SECONDS = 60.0  # its wall-clock bound, for a machine busy with other work
 # The extension given to a file deposited without one.
 CANONICAL_EXTENSION = {PDF: ".pdf", JPEG: ".jpg", PNG: ".png", TIFF: ".tif", HEIC: ".heic",
                        TEXT: ".txt", CSV: ".csv", XML: ".xml", JSON: ".json", DOCX: ".docx",
@@ -561,8 +562,11 @@ def _in_child(fn, *args):
     from . import extraction
 
     try:
-        with extraction._Children(1) as children:
-            return children.run(fn, *args, timeout=PARSE_SECONDS)
+        with extraction._Children(1, cpu_seconds=PARSE_SECONDS,
+                                  mp_context=extraction.checker_context()) as children:
+            # The child is killed past PARSE_SECONDS of CPU; the wall-clock bound is
+            # wider so that fifty uploads at once on two cores are checked, not refused.
+            return children.run(fn, *args, timeout=PARSE_WALL_SECONDS)
     except extraction.ExtractionFailed:
         raise Invalid("This file could not be checked (its reader gave up on it: it may be "
                       "damaged or malicious).", "corrupt_file") from None

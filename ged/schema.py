@@ -93,12 +93,27 @@ def migrate() -> int:
                 SchemaVersion.create(version=LATEST)
             _after_create()
             return LATEST
-        for number in range(version + 1, LATEST + 1):
-            step = MIGRATIONS[number - 2]
-            with db.atomic():
-                step(migrator())
-                SchemaVersion.create(version=number)
-        return max(version, LATEST)
+        if version >= LATEST:
+            return version
+        # SQLite rebuilds a table to add a NOT NULL column (copy, drop, rename): with
+        # foreign keys enforced, dropping a referenced table fails. The pragma is a
+        # no-op inside a transaction, so it is set around the steps, and the keys are
+        # checked before it is set back.
+        sqlite = is_sqlite()
+        if sqlite:
+            db.execute_sql("PRAGMA foreign_keys = OFF")
+        try:
+            for number in range(version + 1, LATEST + 1):
+                step = MIGRATIONS[number - 2]
+                with db.atomic():
+                    step(migrator())
+                    SchemaVersion.create(version=number)
+                    if sqlite and db.execute_sql("PRAGMA foreign_key_check").fetchone():
+                        raise RuntimeError(f"migration step {number} broke a foreign key")
+        finally:
+            if sqlite:
+                db.execute_sql("PRAGMA foreign_keys = ON")
+        return LATEST
 
 
 def _after_create() -> None:
