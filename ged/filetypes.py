@@ -555,18 +555,81 @@ def _heic_problem(path: str) -> str | None:
 # --- PDF -------------------------------------------------------------------------------------
 
 
+class _Checkers:
+    """A few long-lived checking children per process, started from a fork server (never
+    by forking the threaded web process, which could copy a lock another thread held).
+    Each look gets PARSE_SECONDS of CPU of its own; a child that overruns is killed
+    (SIGXCPU) or, past PARSE_WALL_SECONDS, the pool is replaced."""
+
+    SIZE = 2
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+        self.children = None
+
+    def _pool(self):
+        from . import extraction
+
+        with self.lock:
+            if self.children is None:
+                self.children = extraction._Children(
+                    self.SIZE, mp_context=extraction.checker_context())
+            return self.children
+
+    def _replace(self, broken) -> None:
+        with self.lock:
+            if self.children is broken:
+                self.children = None
+        broken.close(kill=True)
+
+    def run(self, fn, *args):
+        import concurrent.futures as cf
+
+        from . import extraction
+
+        # A child killed for one file breaks the whole pool, so the other files in it at
+        # that moment fail too: each file is tried once more in a fresh pool, where only
+        # the file that costs too much fails again.
+        for attempt in (1, 2):
+            children = self._pool()
+            future = children.submit(_budgeted, PARSE_SECONDS, fn, *args)
+            try:
+                return future.result(timeout=PARSE_WALL_SECONDS)
+            except cf.process.BrokenProcessPool:
+                self._replace(children)
+                if attempt == 2:
+                    raise extraction.ExtractionFailed("the checking child was killed") from None
+            except cf.TimeoutError:
+                self._replace(children)
+                raise extraction.ExtractionFailed("the check took too long") from None
+            except Exception as exc:  # noqa: BLE001 - the parser's own error: this file only
+                raise extraction.ExtractionFailed(str(exc)[:200]) from None
+        raise AssertionError("unreachable")
+
+
+def _budgeted(cpu_seconds: float, fn, *args):
+    """In a checking child: ``fn(*args)`` with ``cpu_seconds`` more CPU than used so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    limit = int(usage.ru_utime + usage.ru_stime + cpu_seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, resource.RLIM_INFINITY))
+    return fn(*args)
+
+
+_checkers = _Checkers()
+
+
 def _in_child(fn, *args):
-    """``fn(*args)`` in a child process with bounded memory and PARSE_SECONDS of time:
+    """``fn(*args)`` in a checking child with bounded memory and PARSE_SECONDS of CPU:
     pdfium, qpdf and libheif each have inputs that keep them busy for long seconds
     (45 MB of nested arrays, millions of tiny objects), which no request may cost."""
     from . import extraction
 
     try:
-        with extraction._Children(1, cpu_seconds=PARSE_SECONDS,
-                                  mp_context=extraction.checker_context()) as children:
-            # The child is killed past PARSE_SECONDS of CPU; the wall-clock bound is
-            # wider so that fifty uploads at once on two cores are checked, not refused.
-            return children.run(fn, *args, timeout=PARSE_WALL_SECONDS)
+        return _checkers.run(fn, *args)
     except extraction.ExtractionFailed:
         raise Invalid("This file could not be checked (its reader gave up on it: it may be "
                       "damaged or malicious).", "corrupt_file") from None

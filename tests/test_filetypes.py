@@ -318,3 +318,36 @@ def test_a_pdf_that_keeps_its_reader_busy_is_refused_within_the_time_budget(tmp_
     with pytest.raises(GedError) as exc:
         inspect(tmp_path, "piege.pdf", b"%PDF-1.7\n1 0 obj\n" + b"[" * 45_000_000)
     assert exc.value.code == "corrupt_file" and "gave up" in exc.value.message
+
+
+def test_good_files_checked_beside_a_file_that_overruns_its_budget_are_accepted(tmp_path,
+                                                                               monkeypatch):
+    """The checking children are shared by a process's request threads: a file killed for
+    its cost breaks the pool it ran in, and the good files checked at that moment are
+    tried again in a fresh one instead of being refused."""
+    import threading
+
+    from conftest import text_pdf
+    from ged import filetypes
+    from ged.errors import GedError
+
+    monkeypatch.setattr(filetypes, "PARSE_SECONDS", 0.2)
+    results: dict[str, object] = {}
+
+    def check(name: str, data: bytes) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        try:
+            results[name] = inspect(folder, name, data).content_type
+        except GedError as exc:
+            results[name] = exc.code
+
+    jobs = [("piege.pdf", b"%PDF-1.7\n1 0 obj\n" + b"[" * 45_000_000)]
+    jobs += [(f"facture-{n}.pdf", text_pdf(f"Facture {n}")) for n in range(6)]
+    threads = [threading.Thread(target=check, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert results.pop("piege.pdf") == "corrupt_file"
+    assert results == {f"facture-{n}.pdf": "application/pdf" for n in range(6)}

@@ -222,6 +222,7 @@ def test_a_long_scan_delays_neither_another_firms_delivery_nor_its_search_nor_it
     def b_searchable():
         r = client.get("/api/v1/search", query_string={"q": "quetzalcoatl"},
                        headers=other_world.admin.headers)
+        assert r.status_code == 200, r.get_json()
         return [i["document_id"] for i in r.get_json()["items"]] == [b_doc["id"]]
 
     def b_delivered():

@@ -90,8 +90,11 @@ def test_client_drops_two_files_into_achats_and_sees_them_validated(
     expect(progress.locator(".done")).to_have_count(2)
     rows = page.locator("#documents tbody tr")
     expect(rows).to_have_count(2)
+    # The folder's switch queued a delivery for each: the truthful status until the
+    # worker has sent them is « En cours de traitement » (never « Validé » yet).
     for name in ("facture-mars.pdf", "ticket-taxi.png"):
-        expect(rows.filter(has_text=name).locator(".badge")).to_have_text("Déposé")
+        expect(rows.filter(has_text=name).locator(".badge")).to_have_text(
+            "En cours de traitement")
 
     # A file that is not what its name says is refused, with the reason, by the file input.
     page.set_input_files("#file-input", files=[{

@@ -81,7 +81,7 @@ def _breakdown(firm: world.Firm, target, count: int) -> dict:
     spent = {"check": [], "put": [], "audit": [], "enqueue": []}
     stage, total = [], []
     with db.connection_context(), \
-            _timing(filetypes, "check", spent["check"]), _timing(store, "put", spent["put"]), \
+            _timing(filetypes, "inspect", spent["check"]), _timing(store, "put", spent["put"]), \
             _timing(audit, "record", spent["audit"]), \
             _timing(documents, "after_commit", spent["enqueue"]):
         for i in range(count):
