@@ -568,6 +568,7 @@ class _Checkers:
 
         self.lock = threading.Lock()
         self.children = None
+        self.registered = False
 
     def _pool(self):
         from . import extraction
@@ -576,7 +577,18 @@ class _Checkers:
             if self.children is None:
                 self.children = extraction._Children(
                     self.SIZE, mp_context=extraction.checker_context())
+                if not self.registered:
+                    import atexit
+
+                    atexit.register(self.close)  # before the interpreter tears down
+                    self.registered = True
             return self.children
+
+    def close(self) -> None:
+        with self.lock:
+            children, self.children = self.children, None
+        if children is not None:
+            children.close(kill=True)
 
     def _replace(self, broken) -> None:
         with self.lock:

@@ -681,8 +681,14 @@ def query(user: User, q: str, *, company_id=None, folder_id=None, date_from=None
     try:
         total, hits = engine.search(user.firm_id, parsed, scope, offset=offset, limit=limit)
     except engine.IndexUnavailable:
-        if not Document.select().where(Document.firm == user.firm_id).exists():
-            return {"total": 0, "items": [], "next_cursor": None}  # nothing indexed yet
+        # A firm whose documents were never indexed yet (its first deposits, the index
+        # job still to run) has nothing to find: an empty answer, not an error. An index
+        # lost or damaged once documents were in it is reported (503) and rebuilt.
+        never_indexed = not engine.exists(user.firm_id) and not Document.select().where(
+            (Document.firm == user.firm_id) & (Document.index_dirty == False)).exists()  # noqa: E712
+        if never_indexed:
+            _heal(user.firm_id)
+            return {"total": 0, "items": [], "next_cursor": None}
         _heal(user.firm_id)
         raise
     if engine.stale(user.firm_id):

@@ -1070,7 +1070,18 @@ class _Views(threading.local):
         self.open: OrderedDict[str, tuple] = OrderedDict()
 
     def reader(self, firm_id: str):
-        path = current_dir(firm_id)
+        # A rebuild may switch generations (and delete the old one) between reading
+        # ``current`` and opening it: that is no damage, so look again.
+        for _attempt in range(3):
+            path = current_dir(firm_id)
+            try:
+                return self._reader(firm_id, path)
+            except IndexUnavailable:
+                if path is None or current_dir(firm_id) == path:
+                    raise
+        return self._reader(firm_id, current_dir(firm_id))
+
+    def _reader(self, firm_id: str, path: Path | None):
         if path is None:
             self.close(firm_id)
             raise IndexUnavailable()

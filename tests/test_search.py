@@ -513,3 +513,14 @@ def test_the_search_page_shows_highlighted_results_to_who_may_see_them(
     login(world.client_b)
     page = client.get("/recherche", query_string={"q": "plombier"}).get_data(as_text=True)
     assert "facture-plombier.pdf" not in page and "Aucun document" in page
+
+
+def test_a_firms_first_documents_not_yet_indexed_give_an_empty_answer_not_an_error(
+        world, deposit, run_jobs, find):
+    """Right after a new firm's first deposit, before the index job ran, a search finds
+    nothing yet (as for any document still being read): 200 and no hit, never the 503 of
+    a damaged index. Once the jobs ran, the document is found."""
+    deposit(world.staff, folder(world, "Achats"), "premier.pdf", text_pdf("quittance premiere"))
+    assert find(world.admin, "quittance")["total"] == 0
+    run_jobs()
+    assert find(world.admin, "quittance")["total"] == 1
