@@ -230,38 +230,32 @@ def _cii_party(party) -> dict:
 
 
 def _cii_fields(root) -> dict:
-    transaction = "SupplyChainTradeTransaction"
-    agreement = f"{transaction}/ApplicableHeaderTradeAgreement"
-    settlement = f"{transaction}/ApplicableHeaderTradeSettlement"
-    totals = f"{settlement}/SpecifiedTradeSettlementHeaderMonetarySummation"
-    seller = _cii_party(_find(root, f"{agreement}/SellerTradeParty"))
-    currency = _text(root, f"{settlement}/InvoiceCurrencyCode")
-    return {
-        "number": _text(root, "ExchangedDocument/ID"),
-        "issue_date": _cii_date(root, "ExchangedDocument/IssueDateTime/DateTimeString"),
-        "due_date": _cii_date(root, f"{settlement}/SpecifiedTradePaymentTerms/DueDateDateTime/"
-                                    "DateTimeString"),
-        "seller_name": seller["name"],
-        "seller_siren": seller["siren"],
-        "seller_vat": seller["vat"],
-        "buyer_name": _text(root, f"{agreement}/BuyerTradeParty/Name"),
-        "total_without_tax": _amount(_findall(root, f"{totals}/TaxBasisTotalAmount"), currency),
-        "tax_total": _amount(_findall(root, f"{totals}/TaxTotalAmount"), currency),
-        "total_with_tax": _amount(_findall(root, f"{totals}/GrandTotalAmount"), currency),
-        "currency": currency,
-    }
+    return _cross_industry_fields(
+        root, header="ExchangedDocument", transaction="SupplyChainTradeTransaction",
+        agreement="ApplicableHeaderTradeAgreement", settlement="ApplicableHeaderTradeSettlement",
+        totals="SpecifiedTradeSettlementHeaderMonetarySummation")
 
 
 def _zugferd1_fields(root) -> dict:
-    transaction = "SpecifiedSupplyChainTradeTransaction"
-    agreement = f"{transaction}/ApplicableSupplyChainTradeAgreement"
-    settlement = f"{transaction}/ApplicableSupplyChainTradeSettlement"
-    totals = f"{settlement}/SpecifiedTradeSettlementMonetarySummation"
+    return _cross_industry_fields(
+        root, header="HeaderExchangedDocument", transaction="SpecifiedSupplyChainTradeTransaction",
+        agreement="ApplicableSupplyChainTradeAgreement",
+        settlement="ApplicableSupplyChainTradeSettlement",
+        totals="SpecifiedTradeSettlementMonetarySummation")
+
+
+def _cross_industry_fields(root, *, header: str, transaction: str, agreement: str,
+                           settlement: str, totals: str) -> dict:
+    """The fields of a CII invoice (Factur-X / ZUGFeRD 2.x) or of its ZUGFeRD 1.0
+    ancestor: the same shape under element names that differ."""
+    agreement = f"{transaction}/{agreement}"
+    settlement = f"{transaction}/{settlement}"
+    totals = f"{settlement}/{totals}"
     seller = _cii_party(_find(root, f"{agreement}/SellerTradeParty"))
     currency = _text(root, f"{settlement}/InvoiceCurrencyCode")
     return {
-        "number": _text(root, "HeaderExchangedDocument/ID"),
-        "issue_date": _cii_date(root, "HeaderExchangedDocument/IssueDateTime/DateTimeString"),
+        "number": _text(root, f"{header}/ID"),
+        "issue_date": _cii_date(root, f"{header}/IssueDateTime/DateTimeString"),
         "due_date": _cii_date(root, f"{settlement}/SpecifiedTradePaymentTerms/DueDateDateTime/"
                                     "DateTimeString"),
         "seller_name": seller["name"],

@@ -244,7 +244,8 @@ class Blob(BaseModel):
     facturx = JSONField(null=True)
     # Extraction attempts begun and not finished (a crash, a killed worker): past the
     # limit the blob is marked failed instead of being tried forever.
-    extract_attempts = pw.IntegerField(default=0)
+    # A database default too: a process of the previous version inserts blobs without it.
+    extract_attempts = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
     # While scanned pages wait for the ``ocr`` queue: what the cheap extraction found
     # and the pages read so far (see extraction.ocr_slice); None otherwise.
     ocr_state = JSONField(null=True)

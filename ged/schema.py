@@ -60,7 +60,8 @@ def _blob_ocr_state(m) -> None:
 
     from .models import JSONField
 
-    run(m.add_column("blob", "extract_attempts", pw.IntegerField(default=0)),
+    run(m.add_column("blob", "extract_attempts",
+                     pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])),
         m.add_column("blob", "ocr_state", JSONField(null=True)))
 
 
