@@ -164,6 +164,10 @@ def test_in_a_browser_the_client_reads_the_reason_and_replaces_the_file(
     page.locator(".to-replace input[type=file]").set_input_files(files=[{
         "name": "facture-mars-corrigee.pdf", "mimeType": "application/pdf",
         "buffer": text_pdf("Facture mars corrigée")}])
+    # The form speaks French: the chosen file is named in its label, no browser button.
+    expect(page.locator(".to-replace .replace-choose")).to_contain_text(
+        "facture-mars-corrigee.pdf")
+    expect(page.locator(".to-replace .replace-input")).to_have_css("opacity", "0")
     page.locator(".to-replace").get_by_role("button", name="Remplacer").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("facture-mars-corrigee.pdf")
     expect(page.get_by_role("status")).to_contain_text("est remplacé par")
