@@ -111,7 +111,9 @@ def create_app(cfg: Config | None = None) -> Flask:
     def _ged_error(exc):
         if _wants_json():
             return api_error_for_path(exc)
-        return render_template("error.html", code=exc.status, message=exc.message), exc.status
+        from .web import french
+
+        return render_template("error.html", code=exc.status, message=french(exc)), exc.status
 
     from werkzeug.exceptions import HTTPException
 
@@ -124,7 +126,7 @@ def create_app(cfg: Config | None = None) -> Flask:
                     413: "Le fichier est trop volumineux.",
                     403: "Vous n'avez pas le droit de faire cela."}
         return render_template("error.html", code=exc.code,
-                               message=messages.get(exc.code, exc.description)), exc.code
+                               message=messages.get(exc.code, "La demande n'a pas pu aboutir.")), exc.code
 
     @app.errorhandler(Exception)
     def _unexpected(exc):

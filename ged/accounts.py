@@ -150,6 +150,9 @@ def create_user(actor, firm: Firm, *, email: str, name: str, role: str,
         )
         audit.record(actor, "user.created", user, firm=firm, company=company,
                      details={"role": role})
+        from . import firm_settings
+
+        firm_settings.apply_defaults(user)
     return user
 
 

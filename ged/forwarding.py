@@ -772,6 +772,8 @@ def _email_message(delivery: Delivery, doc: Document, conn: Connection
     """The message of an e-mail delivery: the document (streamed by mail.send) and/or
     its invoice XML as attachments, headers encoded for any name."""
     options = integrations.effective_options(conn)
+    from . import formats
+
     payload = _payload(delivery, doc, options)
     meta = payload.data
     company = meta["company"]
@@ -784,7 +786,7 @@ def _email_message(delivery: Delivery, doc: Document, conn: Connection
     msg["X-Ged-Delivery-Id"] = delivery.id
     sent = []
     if payload.original is not None:
-        sent.append(f"{doc.name} ({doc.size} octets, tel que déposé)")
+        sent.append(f"{doc.name} ({formats.size(doc.size)}, tel que déposé)")
     if payload.separate_xml:
         sent.append(f"{payload.xml_name} (XML de la facture électronique)")
     msg.set_content(
@@ -793,7 +795,7 @@ def _email_message(delivery: Delivery, doc: Document, conn: Connection
         + (f" (SIREN {company['siren']})" if company["siren"] else "") + "\n"
         f"Dossier : {meta['folder_path']}\n"
         f"Document : {doc.name}\n"
-        f"Déposé le : {meta['deposited_at']}\n"
+        f"Déposé le : {formats.datetime_long(doc.deposited_at)}\n"
         f"SHA-256 : {doc.blob_id}\n"
         f"Pièces jointes : {' ; '.join(sent)}\n")
     streams: mail.Streams = {}

@@ -384,6 +384,42 @@ class Task(BaseModel):
     updated_at = UTCDateTimeField(default=utcnow)
 
 
+class UserTotp(BaseModel):
+    """A user's two-factor secret (RFC 6238). ``confirmed_at`` is set once a first code
+    proved the authenticator app holds it; ``last_step`` is the newest 30-second step
+    used, so each code works once."""
+
+    user = pw.ForeignKeyField(User, primary_key=True, on_delete="CASCADE")
+    secret = pw.CharField(max_length=64)
+    confirmed_at = UTCDateTimeField(null=True)
+    last_step = pw.BigIntegerField(default=0)
+    created_at = UTCDateTimeField(default=utcnow)
+
+
+class RecoveryCode(BaseModel):
+    """One of the ten recovery codes shown once when two-factor sign-in is turned on;
+    only its SHA-256 is stored, and it works once."""
+
+    id = IdField()
+    user = pw.ForeignKeyField(User, backref="recovery_codes", on_delete="CASCADE")
+    code_hash = pw.CharField(max_length=64)
+    used_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "code_hash"), False),)
+
+
+class FirmSettings(BaseModel):
+    """A firm's settings: the default profile of new users and the two-factor policy."""
+
+    firm = pw.ForeignKeyField(Firm, primary_key=True, on_delete="CASCADE")
+    default_role = pw.CharField(max_length=10, default="client")
+    default_company_ids = JSONField(null=True)  # staff created get these companies
+    require_totp = pw.CharField(max_length=5, default="none")  # none | staff | all
+    locale = pw.CharField(max_length=10, default="fr_FR")
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
 ALL_MODELS = [
     SchemaVersion,
     Firm,
@@ -403,4 +439,7 @@ ALL_MODELS = [
     Switch,
     Delivery,
     Task,
+    UserTotp,
+    RecoveryCode,
+    FirmSettings,
 ]

@@ -65,10 +65,18 @@ def _blob_ocr_state(m) -> None:
         m.add_column("blob", "ocr_state", JSONField(null=True)))
 
 
+def _accounts_and_settings(m) -> None:
+    """Two-factor sign-in and the firm's settings (issue 20)."""
+    from .models import FirmSettings, RecoveryCode, UserTotp
+
+    db.create_tables([UserTotp, RecoveryCode, FirmSettings], safe=True)
+
+
 MIGRATIONS: list = [
     _document_status_truth,
     _user_sessions,
     _blob_ocr_state,
+    _accounts_and_settings,
 ]
 LATEST = 1 + len(MIGRATIONS)
 

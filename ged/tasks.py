@@ -164,3 +164,30 @@ def reconcile() -> dict:
             schedule_index(firm_id)
     result["extractions_requeued"] = requeued
     return result
+
+
+# --- accounts and filing (issue 20) -------------------------------------------------------
+
+
+def schedule_reset_mail(email: str) -> None:
+    """A password reset asked for ``email`` (known or not: the job decides)."""
+    queue.enqueue("default", "ged.tasks.mail_reset_link", email)
+
+
+@_bound
+def mail_reset_link(email: str) -> bool:
+    from . import passwords
+
+    return passwords.mail_link_to(email)
+
+
+def schedule_fiscal_year(task_id: str) -> None:
+    queue.enqueue("default", "ged.tasks.open_fiscal_year", task_id,
+                  job_id=f"fiscal-year-{task_id}", job_timeout=3600)
+
+
+@_bound
+def open_fiscal_year(task_id: str) -> dict:
+    from . import fiscal_years
+
+    return fiscal_years.run_task(task_id)

@@ -230,7 +230,7 @@ def test_trash_restore_audit_and_the_document_page(web, world):
     Document.update(text_status="done").where(Document.id == doc_id).execute()  # read
     page = text_of(client.get(f"/documents/{doc_id}"))
     assert "Facture électronique (Factur-X)" in page and "F-2026-042" in page
-    assert "Dupont SARL (SIREN 732829320)" in page and "120.00 EUR" in page
+    assert "Dupont SARL (SIREN 732829320)" in page and "120,00 €" in page  # Babel, fr_FR
     # Staff see the same bytes twice as a duplicate.
     dup = deposit(staff, achats, "encore.png", png_bytes())
     page = text_of(staff.get(f"/documents/{dup}"))

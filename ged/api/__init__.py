@@ -269,7 +269,8 @@ def register_all() -> None:
     import importlib
 
     for name in ("accounts_routes", "folders_routes", "integrations_routes", "search_routes",
-                 "archive_routes", "openapi"):
+                 "archive_routes", "password_routes", "totp_routes", "filing_routes",
+                 "fiscal_routes", "firm_routes", "openapi"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:

@@ -28,6 +28,7 @@ def _created(payload: dict):
              "properties": {"email": {"type": "string", "maxLength": 254},
                             "password": {"type": "string", "maxLength": 1000},
                             "name": NAME,
+                            "totp": {"type": "string", "maxLength": 32},
                             "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650}}},
        responses={201: {"type": "object", "required": ["token", "id"],
                         "properties": {"token": S, "id": S}}})
@@ -38,6 +39,9 @@ def create_token(data):
     user = accounts.authenticate(data["email"], data["password"], request.remote_addr,
                                  max_attempts=cfg.login_max_attempts,
                                  window=cfg.login_window_seconds)
+    from .. import totp
+
+    totp.check_for_token(user, data.get("totp"))  # two-factor sign-in: the code too
     token, plain = accounts.create_token(user, user, data["name"], data.get("expires_in_days"))
     return _created({"token": plain, "id": token.id})
 

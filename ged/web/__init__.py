@@ -46,7 +46,9 @@ WARNING_FR = {
 
 def french(exc: GedError) -> str:
     """The French sentence for a domain error shown on a page."""
-    return ERROR_FR.get(exc.code, exc.message)
+    from .wording import page_message
+
+    return page_message(exc)
 
 
 def safe_target(target: str | None, default: str) -> str:
@@ -168,6 +170,11 @@ def login():
             if wait:
                 response.headers["Retry-After"] = str(wait)
             return response
+        from .account import second_factor_redirect
+
+        gate = second_factor_redirect(user, request.args.get("next"))
+        if gate is not None:  # two-factor sign-in: the code (or its set-up) comes next
+            return gate
         begin_session(user)
         with transaction():
             audit.record(user, "login.succeeded", user, firm_only=True,
@@ -355,7 +362,8 @@ def register_pages() -> None:
     """Import the page modules that extend this blueprint."""
     import importlib
 
-    for name in ("admin", "staff", "search", "archive"):
+    for name in ("admin", "staff", "search", "archive", "wording", "account", "filing",
+                 "fiscal", "settings", "journal"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
