@@ -14,7 +14,7 @@ from ..errors import GedError
 from ..models import User
 from . import ERROR_FR, begin_session, bp, french, safe_target
 
-ERROR_FR.update({
+for _code, _text in {
     "invalid_reset_token": "Ce lien n'est pas valide ou a déjà servi : demandez-en un nouveau.",
     "reset_token_expired": "Ce lien a expiré (il est valable 30 minutes) : demandez-en un "
                            "nouveau.",
@@ -28,7 +28,8 @@ ERROR_FR.update({
     "totp_not_started": "Commencez par afficher le QR code.",
     "totp_policy": "Votre cabinet exige la double authentification : elle ne peut pas être "
                    "désactivée.",
-})
+}.items():  # an earlier page module's wording wins
+    ERROR_FR.setdefault(_code, _text)
 
 RESET_SENT = ("Si cette adresse correspond à un compte, un lien pour choisir un nouveau mot "
               "de passe vient d'y être envoyé. Il est valable 30 minutes.")
