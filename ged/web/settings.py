@@ -1,0 +1,51 @@
+"""« Réglages du cabinet » (admins): the default profile of new users and the
+two-factor policy; and a company's name and SIREN corrected from its page."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from .. import companies, firm_settings, permissions
+from ..errors import GedError
+from ..models import Company
+from . import bp, french
+
+POLICY_LABELS = {"none": "Facultative", "staff": "Obligatoire pour le cabinet (administrateurs "
+                 "et collaborateurs)", "all": "Obligatoire pour tous, clients compris"}
+
+
+@bp.route("/admin/reglages", methods=["GET", "POST"])
+@login_required
+def admin_settings():
+    permissions.require_role(current_user, "admin")
+    if request.method == "POST":
+        try:
+            firm_settings.update(current_user, default_role=request.form.get("default_role"),
+                                 default_company_ids=request.form.getlist("default_company_id"),
+                                 require_totp=request.form.get("require_totp"))
+        except GedError as exc:
+            flash(french(exc), "error")
+        else:
+            flash("Réglages enregistrés.", "success")
+        return redirect(url_for("web.admin_settings"))
+    rows = list(Company.select().where(Company.firm == current_user.firm_id)
+                .order_by(Company.name))
+    return render_template("settings/firm.html", settings=firm_settings.get(current_user.firm_id),
+                           companies=rows, policies=POLICY_LABELS, active="settings")
+
+
+@bp.post("/admin/entreprises/<company_id>/identite")
+@login_required
+def admin_company_identity(company_id):
+    """Rename a company, or correct its SIREN."""
+    permissions.require_role(current_user, "admin")
+    company = permissions.company_for(current_user, company_id)
+    try:
+        companies.update_company(current_user, company, name=request.form.get("name"),
+                                 siren=request.form.get("siren", ""))
+    except GedError as exc:
+        flash(french(exc), "error")
+    else:
+        flash("Entreprise mise à jour.", "success")
+    return redirect(url_for("web.admin_company", company_id=company_id))
