@@ -98,6 +98,9 @@ def install(actor: User, firm: Firm, *, preset: str | None = None, kind: str | N
         raise Invalid('Give a preset, or kind "email" or "http".', "invalid_kind")
     name = clean_name(name or (entry or {}).get("name"), "name")
     with transaction():
+        from .naming import refuse_duplicate_integration
+
+        refuse_duplicate_integration(actor.firm_id, preset, name)
         integration = Integration.create(firm=actor.firm_id, preset=preset, name=name, kind=kind)
         audit.record(actor, "integration.installed", integration,
                      details={"name": name, "kind": kind, "preset": preset}, firm_only=True)
@@ -277,6 +280,9 @@ def connect(actor: User, company: Company, integration: Integration, *, name: st
         raise Invalid("options must be an object.", "invalid_options")
     opts = clean_options(integration.kind, {**((preset or {}).get("options") or {}), **given})
     with transaction():
+        from .naming import refuse_duplicate_connection
+
+        refuse_duplicate_connection(company.id, name)
         conn = Connection.create(firm=actor.firm_id, company=company.id, integration=integration.id,
                                  name=name, kind=integration.kind, options=opts, **fields)
         audit.record(actor, "connection.created", conn, details={

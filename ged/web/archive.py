@@ -99,9 +99,10 @@ def company_drop_regenerate(company_id):
         folder = permissions.folder_for(current_user, request.form["folder_id"])
         if folder.company_id != company.id or folder.parent_id is None:
             raise NotFound("Folder not found.")
+    first = companies.drop_address(company, folder) is None  # nothing to replace yet
     drop = companies.regenerate_drop_address(current_user, company, folder)
-    flash(f"Nouvelle adresse de dépôt : {smtpd.address_of(drop)}. L'ancienne ne fonctionne plus.",
-          "success")
+    flash(f"Nouvelle adresse de dépôt : {smtpd.address_of(drop)}."
+          + ("" if first else " L'ancienne ne fonctionne plus."), "success")
     return redirect(url_for("web.company_archive", company_id=company.id))
 
 

@@ -23,6 +23,11 @@ _DEFAULTS = {
     "email_taken": "Un utilisateur a déjà cette adresse e-mail.",
     "invalid_body": "La requête n'est pas valide.",
     "conflict": "Cette opération entre en conflit avec l'état actuel.",
+    "preset_installed": "Cet outil est déjà installé : reliez-le à d'autres entreprises "
+                        "plutôt que de l'installer une seconde fois.",
+    "integration_name_taken": "Une intégration porte déjà ce nom.",
+    "connection_name_taken": "Cette entreprise a déjà une connexion de ce nom : choisissez-en "
+                             "un autre.",
 }
 for _code, _text in _DEFAULTS.items():  # a page module's own wording wins
     ERROR_FR.setdefault(_code, _text)
