@@ -29,3 +29,22 @@ def test_the_first_folder_drop_address_replaces_nothing(web, world):
     assert "Nouvelle adresse de dépôt" in first and "L'ancienne ne fonctionne plus" not in first
     second = staff.post(url, {"folder_id": achats.id}, follow_redirects=True).get_data(as_text=True)
     assert "L&#39;ancienne ne fonctionne plus" in second or "L'ancienne ne fonctionne plus" in second
+
+
+def test_the_journal_reads_as_sentences_with_names_and_filters(web, world, linked):
+    from ged import switches
+
+    http_conn, _ = linked
+    achats = world.folder(world.company_a, "Dossier comptable annuel 2026", "Achats")
+    switches.set_switch(world.staff.user, achats, http_conn, "on")
+    staff = web(world.staff)
+    url = f"/entreprises/{world.company_a.id}/journal"
+    page = staff.get(url).get_data(as_text=True)
+    assert "Staff a activé l&#39;envoi vers Pré-compta sur Achats" in page
+    assert "switch.set" not in page and "effective" not in page
+    only_docs = staff.get(url + "?type=documents").get_data(as_text=True)
+    assert "activé l&#39;envoi" not in only_docs
+    mine = staff.get(url + f"?qui={world.staff.user.id}").get_data(as_text=True)
+    assert "activé l&#39;envoi" in mine
+    future = staff.get(url + "?du=2099-01-01").get_data(as_text=True)
+    assert "Aucun événement." in future

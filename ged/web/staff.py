@@ -502,6 +502,9 @@ def company_audit(company_id):
     company = permissions.company_for(current_user, company_id)
     query = AuditEvent.select().where((AuditEvent.firm == current_user.firm_id)
                                       & (AuditEvent.company_id == company.id))
+    from .. import journal
+
+    query = journal.filtered(query, request.args, company.id)  # person, kind, dates
     before = request.args.get("avant", "")
     if before.isdigit():
         query = query.where(AuditEvent.seq < int(before))
