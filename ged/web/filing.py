@@ -59,9 +59,14 @@ def _ids() -> list[str]:
 def _report(result: dict, done_text: str) -> None:
     if result["done"]:
         flash(done_text.format(n=result["done"], s="s" if result["done"] > 1 else ""), "success")
-    for item in result["refused"][:10]:
-        flash(f"Document {item['id']} : {french(GedError(item['error']['message'], item['error']['code']))}",
-              "error")
+    # Said by reason, never by the ids sent (a form may name ids it cannot see).
+    reasons: dict[str, int] = {}
+    for item in result["refused"]:
+        text = french(GedError(item["error"]["message"], item["error"]["code"]))
+        reasons[text] = reasons.get(text, 0) + 1
+    for text, count in reasons.items():
+        flash(f"{count} document{'s' if count > 1 else ''} non traité{'s' if count > 1 else ''} "
+              f": {text}", "error")
 
 
 # --- the selection -------------------------------------------------------------------------
@@ -206,11 +211,11 @@ def folder_trash(folder_id):
 @bp.post("/dossiers/<folder_id>/restaurer")
 @login_required
 def folder_restore(folder_id):
+    folder = filing.trashed_folder_for(current_user, folder_id)  # 404 for anyone else
     try:
-        folder = filing.trashed_folder_for(current_user, folder_id)
         folders.restore(current_user, folder)
     except GedError as exc:
         flash(french(exc), "error")
-        return redirect(url_for("web.home"))
+        return redirect(url_for("web.company_trash", company_id=folder.company_id))
     flash(f"Dossier « {folder.name} » restauré avec son contenu.", "success")
     return redirect(url_for("web.folder", folder_id=folder.id))
