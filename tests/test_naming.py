@@ -48,3 +48,13 @@ def test_the_journal_reads_as_sentences_with_names_and_filters(web, world, linke
     assert "activé l&#39;envoi" in mine
     future = staff.get(url + "?du=2099-01-01").get_data(as_text=True)
     assert "Aucun événement." in future
+
+
+def test_the_invite_link_of_a_company_preselects_it(web, world):
+    admin = web(world.admin)
+    company_page = admin.get(f"/admin/entreprises/{world.company_b.id}").get_data(as_text=True)
+    assert f"entreprise={world.company_b.id}" in company_page
+    page = admin.get(f"/admin/utilisateurs?entreprise={world.company_b.id}&role=client")
+    html = page.get_data(as_text=True)
+    assert f'<option value="{world.company_b.id}" selected>' in html
+    assert '<option value="client" selected>' in html

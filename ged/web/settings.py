@@ -15,6 +15,12 @@ POLICY_LABELS = {"none": "Facultative", "staff": "Obligatoire pour le cabinet (a
                  "et collaborateurs)", "all": "Obligatoire pour tous, clients compris"}
 
 
+@bp.app_template_global()
+def new_user_defaults() -> dict:
+    """What the new-user form proposes: the firm's default role."""
+    return {"role": firm_settings.get(current_user.firm_id).default_role}
+
+
 @bp.route("/admin/reglages", methods=["GET", "POST"])
 @login_required
 def admin_settings():
