@@ -7,19 +7,25 @@ Asking for a link does the same work whatever the address: the request only
 enqueues ``mail_reset_link``; the job looks the address up, and mails a link only
 to an active user. So neither the reply nor its timing tells whether an account
 exists.
+
+Requests are limited by the rules of sign-in (ged/throttle.py, scope ``reset``):
+per address and client address, per client address, and past a few requests for one
+address from anywhere, one per minute. The counts do not depend on whether the
+address is an account's, so a refusal tells nothing either.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import logging
 import secrets
 from email.message import EmailMessage
 
-from . import accounts, audit, permissions
+from . import accounts, audit, permissions, throttle
 from .db import transaction
-from .errors import GedError, Invalid
+from .errors import GedError, Invalid, RateLimited
 from .models import ActionToken, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,12 @@ PURPOSE = "reset"
 VALID = dt.timedelta(minutes=30)
 # A second request within this time mails nothing new (a mailbox is not flooded).
 QUIET = dt.timedelta(seconds=60)
+# Requests for one address from one client address per window (four times that from
+# one client address for any addresses); past this many for one address from anywhere,
+# one per GATE.
+PER_ADDRESS = 5
+WINDOW_SECONDS = 3600
+GATE_SECONDS = 60
 
 
 class MailFailed(GedError):
@@ -49,12 +61,27 @@ def link(token: str) -> str:
     return f"{runtime.config().public_url}/mot-de-passe/{token}"
 
 
-def request_link(email: str) -> None:
+def request_link(email: str, ip: str | None = None) -> None:
     """What ``POST /password-reset`` and the « Mot de passe oublié ? » form do: the
-    same for any address (the job decides). Redis being down is logged."""
+    same for any address (the job decides); RateLimited past the limits. ``ip``: the
+    client's real address. Redis being down is logged."""
     from . import tasks
 
     address = (email or "").strip().lower()[:254]
+    try:
+        attempt = throttle.reserve(address, ip, max_attempts=PER_ADDRESS,
+                                   window=WINDOW_SECONDS, scope="reset", account_factor=1,
+                                   gate_seconds=GATE_SECONDS)
+    except Exception:  # noqa: BLE001 - Redis down: the enqueue below fails and is logged too
+        log.exception("could not count a password reset request")
+        attempt = None
+    if attempt is not None:
+        if not attempt.allowed:
+            error = RateLimited("Too many reset requests. Try again later.",
+                                "too_many_attempts")
+            error.retry_after = attempt.retry_after
+            raise error
+        attempt.failed()  # every request counts, granted or not
     try:
         tasks.schedule_reset_mail(address)
     except Exception:  # noqa: BLE001 - the same answer either way; the user may ask again
@@ -137,7 +164,10 @@ def _token_row(token: str) -> ActionToken:
     row = (ActionToken.select(ActionToken, User).join(User)
            .where((ActionToken.token_hash == _digest(token)) & (ActionToken.purpose == PURPOSE))
            .first())
-    if row is None or row.used_at is not None:
+    # Found by its SHA-256 (an index lookup on a digest tells nothing of the token);
+    # compared again in constant time.
+    if row is None or not hmac.compare_digest(row.token_hash, _digest(token)) \
+            or row.used_at is not None:
         raise Invalid("This reset link is not valid or was already used.",
                       "invalid_reset_token")
     if row.expires_at <= utcnow():
@@ -175,5 +205,8 @@ def change(user: User, current: str, new: str) -> User:
         raise Invalid("The current password is wrong.", "bad_password")
     if current == new:
         raise Invalid("The new password must differ from the current one.", "same_password")
-    accounts.set_password(user, user, new)
+    with transaction():
+        accounts.set_password(user, user, new)
+        audit.record(user, "user.password_changed", user, company=user.company_id,
+                     firm_only=True)
     return User.get_by_id(user.id)

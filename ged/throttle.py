@@ -108,26 +108,32 @@ class Attempt:
 
 
 def reserve(email: str, ip: str | None, *, max_attempts: int, window: int,
-            device: str | None = None) -> Attempt:
+            device: str | None = None, scope: str = "login",
+            account_factor: int = ACCOUNT_FACTOR, gate_seconds: int | None = None) -> Attempt:
     """Reserve an attempt to sign in as ``email`` from ``ip``. ``device``: the device
-    cookie's id, given only when it was issued to this very account."""
+    cookie's id, given only when it was issued to this very account.
+
+    ``scope`` keeps other guessable steps apart from passwords with the same rules
+    (``totp``: the second factor; ``reset``: reset-link requests), each with its own
+    account threshold (``account_factor`` times ``max_attempts``) and gate."""
     account = _h(email)
-    account_key = f"ged:login:acct:{account}"
+    account_key = f"ged:{scope}:acct:{account}"
+    gate_ms = int((GATE_SECONDS if gate_seconds is None else gate_seconds) * 1000)
     conn = queue.connection()
     script = conn.register_script(_RESERVE)
     if device:
-        keys = [f"ged:login:dev:{_h(device)}"]
+        keys = [f"ged:{scope}:dev:{_h(device)}"]
         limits = [max_attempts]
         threshold = 0
         device_key = keys[0]
     else:
         address = ip or "unknown"
-        keys = [f"ged:login:pair:{account}:{_h(address)}", f"ged:login:ip:{_h(address)}"]
+        keys = [f"ged:{scope}:pair:{account}:{_h(address)}", f"ged:{scope}:ip:{_h(address)}"]
         limits = [max_attempts, max_attempts * ADDRESS_FACTOR]
-        threshold = max_attempts * ACCOUNT_FACTOR
+        threshold = max_attempts * account_factor
         device_key = None
     ok, wait = script(keys=keys + [account_key, account_key + ":gate"],
-                      args=[window, len(keys), *limits, threshold, GATE_SECONDS * 1000])
+                      args=[window, len(keys), *limits, threshold, gate_ms])
     return Attempt(keys, account_key, device_key, window, bool(ok), int(wait))
 
 

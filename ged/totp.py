@@ -4,6 +4,15 @@ inline SVG (``segno``), and ten recovery codes shown once, each usable once.
 
 The firm's policy (``firm_settings.require_totp``: none, staff, all) makes it
 mandatory: the next sign-in of a user without it goes through the set-up.
+
+Guessing codes is limited by the rules of passwords (ged/throttle.py, scope
+``totp``): per account and address, per address, and a browser that signed in
+before counts only against itself. Past ``login_max_attempts`` failures on the
+account from anywhere, a code is checked at most once per 30-second step, so one
+who holds the password tries at most ~2,900 codes a day (three of a million are
+valid at a time), each failure written to the audit trail (``login.failed``,
+reason ``bad_totp``). A used step is kept in the database (``UserTotp.last_step``,
+taken by a conditional UPDATE), so a code works once across all processes.
 """
 
 from __future__ import annotations
@@ -15,12 +24,14 @@ import time
 
 import pyotp
 
-from . import audit, firm_settings
+from . import audit, firm_settings, throttle
 from .db import transaction
-from .errors import Conflict, Invalid
+from .errors import Conflict, Invalid, RateLimited
 from .models import RecoveryCode, User, UserTotp, utcnow
 
 STEP = 30
+# Past the account's allowance, a code is checked at most once per this many seconds.
+GATE_SECONDS = STEP
 RECOVERY_CODES = 10
 ISSUER = "ged"
 
@@ -117,13 +128,35 @@ def confirm(user, code: str) -> list[str]:
     return codes
 
 
-def check_sign_in(user, code: str) -> str:
-    """A TOTP code, or a recovery code (used up); returns which. Invalid otherwise."""
+def _reserve(user, ip: str | None, device: str | None) -> throttle.Attempt:
+    from . import runtime
+
+    cfg = runtime.config()
+    attempt = throttle.reserve(user.email, ip, max_attempts=cfg.login_max_attempts,
+                               window=cfg.login_window_seconds, device=device, scope="totp",
+                               account_factor=1, gate_seconds=GATE_SECONDS)
+    if not attempt.allowed:
+        error = RateLimited("Too many failed codes. Try again in a few minutes."
+                            if attempt.retry_after > 60 else
+                            f"Too many codes. Try again in {attempt.retry_after} s.",
+                            "too_many_attempts")
+        error.retry_after = attempt.retry_after
+        raise error
+    return attempt
+
+
+def check_sign_in(user, code: str, *, ip: str | None = None,
+                  device: str | None = None) -> str:
+    """A TOTP code, or a recovery code (used up); returns which. Invalid otherwise,
+    RateLimited past the limits. ``ip``: the client's real address; ``device``: the
+    id of a device cookie issued to this very user."""
     row = UserTotp.get_or_none((UserTotp.user == user.id) & UserTotp.confirmed_at.is_null(False))
     if row is None:
         raise Invalid("Two-factor sign-in is not on.", "totp_not_on")
+    attempt = _reserve(user, ip, device)
     with transaction():
         if _take_step(row, code):
+            attempt.succeeded()
             return "totp"
         used = RecoveryCode.update(used_at=utcnow()).where(
             (RecoveryCode.user == user.id) & (RecoveryCode.code_hash == _hash(_normalise(code)))
@@ -131,11 +164,16 @@ def check_sign_in(user, code: str) -> str:
         if used:
             audit.record(user, "user.recovery_code_used", user, firm=user.firm_id,
                          company=user.company_id, firm_only=True)
+            attempt.succeeded()
             return "recovery"
+    attempt.failed()
+    with transaction():
+        audit.record(user, "login.failed", user, firm=user.firm_id, firm_only=True,
+                     details={"ip": ip, "reason": "bad_totp"})
     raise Invalid("This code is not valid or was already used.", "bad_totp")
 
 
-def check_for_token(user, code: str | None) -> None:
+def check_for_token(user, code: str | None, *, ip: str | None = None) -> None:
     """``POST /tokens``: a user with two-factor sign-in gives ``totp`` too."""
     if not is_enabled(user):
         if required_for(user):
@@ -144,15 +182,15 @@ def check_for_token(user, code: str | None) -> None:
         return
     if not code:
         raise Invalid("This account uses two-factor sign-in: send totp too.", "totp_required")
-    check_sign_in(user, code)
+    check_sign_in(user, code, ip=ip)
 
 
-def disable(user, code: str) -> None:
+def disable(user, code: str, *, ip: str | None = None) -> None:
     """Turn it off with a current code (or a recovery code); refused when the firm
     requires it."""
     if required_for(user):
         raise Invalid("Your firm requires two-factor sign-in.", "totp_policy")
-    check_sign_in(user, code)
+    check_sign_in(user, code, ip=ip)
     with transaction():
         UserTotp.delete().where(UserTotp.user == user.id).execute()
         RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()

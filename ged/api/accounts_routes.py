@@ -41,7 +41,7 @@ def create_token(data):
                                  window=cfg.login_window_seconds)
     from .. import totp
 
-    totp.check_for_token(user, data.get("totp"))  # two-factor sign-in: the code too
+    totp.check_for_token(user, data.get("totp"), ip=request.remote_addr)  # the code too
     token, plain = accounts.create_token(user, user, data["name"], data.get("expires_in_days"))
     return _created({"token": plain, "id": token.id})
 

@@ -3,7 +3,7 @@ change by the signed-in user."""
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 
 from .. import passwords
 from . import route
@@ -13,12 +13,13 @@ OK = {"type": "object", "properties": {"message": {"type": "string"}}}
 
 @route("POST", "/password-reset", public=True, tag="auth",
        summary="Mail a single-use link valid 30 minutes to reset a password; the same "
-               "202 whether or not the address exists",
+               "202 whether or not the address exists (429 past the limits per address and "
+               "per client address, counted alike for any address)",
        body={"type": "object", "additionalProperties": False, "required": ["email"],
              "properties": {"email": {"type": "string", "maxLength": 254}}},
        responses={202: OK})
 def password_reset(data):
-    passwords.request_link(data["email"])
+    passwords.request_link(data["email"], request.remote_addr)
     response = jsonify({"message": "If this address belongs to an account, a link to choose "
                                    "a new password was sent to it."})
     response.status_code = 202

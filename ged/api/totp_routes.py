@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 
 from .. import totp
 from . import route
@@ -36,5 +36,5 @@ def totp_confirm(user, data):
        summary="Turn two-factor sign-in off with a current code (refused when the firm "
                "requires it)", responses={204: None})
 def totp_disable(user, data):
-    totp.disable(user, data["code"])
+    totp.disable(user, data["code"], ip=request.remote_addr)
     return "", 204

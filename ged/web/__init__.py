@@ -147,7 +147,6 @@ def login():
     (ged/proxies.py); a browser that signed in before carries its device cookie
     (ged/throttle.py), so others' failed guesses never keep its owner out."""
     from .. import throttle
-    from ..db import transaction
 
     if current_user.is_authenticated:
         return redirect(url_for("web.home"))
@@ -172,21 +171,33 @@ def login():
             return response
         from .account import second_factor_redirect
 
-        gate = second_factor_redirect(user, request.args.get("next"))
+        gate = second_factor_redirect(user, request.args.get("next"), device)
         if gate is not None:  # two-factor sign-in: the code (or its set-up) comes next
             return gate
-        begin_session(user)
-        with transaction():
-            audit.record(user, "login.succeeded", user, firm_only=True,
-                         details={"ip": request.remote_addr})
-        response = redirect(safe_target(request.args.get("next"), url_for("web.home")))
-        if throttle.device_owner(device) != user.id:
-            response.set_cookie(throttle.DEVICE_COOKIE, throttle.remember_device(user.id),
-                                max_age=throttle.DEVICE_DAYS * 86400, httponly=True,
-                                samesite="Lax", path=url_for("web.login"),
-                                secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
-        return response
+        target = safe_target(request.args.get("next"), url_for("web.home"))
+        return finish_sign_in(user, device, lambda: redirect(target))
     return render_template("login.html", error=error, email="")
+
+
+def finish_sign_in(user, device: str | None, respond, **details):
+    """The end of every web sign-in (a password alone, or a password then a code): a
+    fresh session, ``login.succeeded`` in the audit trail, and the device cookie
+    (ged/throttle.py) issued unless the browser's ``device`` is already this user's.
+    ``respond()`` makes the reply once the new session exists."""
+    from .. import throttle
+    from ..db import transaction
+
+    begin_session(user)
+    with transaction():
+        audit.record(user, "login.succeeded", user, firm_only=True,
+                     details={"ip": request.remote_addr, **details})
+    response = current_app.make_response(respond())
+    if throttle.device_owner(device) != user.id:
+        response.set_cookie(throttle.DEVICE_COOKIE, throttle.remember_device(user.id),
+                            max_age=throttle.DEVICE_DAYS * 86400, httponly=True,
+                            samesite="Lax", path=url_for("web.login"),
+                            secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
+    return response
 
 
 @bp.post("/logout")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import (abort, current_app, flash, redirect, render_template, request, session,
+                   url_for)
 from flask_login import current_user, login_required
 
-from .. import passwords, permissions, totp
+from .. import passwords, permissions, throttle, totp
 from ..errors import GedError
 from ..models import User
-from . import ERROR_FR, begin_session, bp, french, safe_target
+from . import ERROR_FR, begin_session, bp, finish_sign_in, french, safe_target
 
 for _code, _text in {
     "invalid_reset_token": "Ce lien n'est pas valide ou a déjà servi : demandez-en un nouveau.",
@@ -45,10 +46,28 @@ MAX_CODE_TRIES = 5
 def forgot_password():
     """The same answer whatever the address (the mail is decided by a job)."""
     if request.method == "POST":
-        passwords.request_link(request.form.get("email", ""))
+        try:
+            passwords.request_link(request.form.get("email", ""), request.remote_addr)
+        except GedError as exc:  # too many requests (the same for any address)
+            return _too_many(exc, "account/forgot.html",
+                             "Trop de demandes de lien. Réessayez dans quelques minutes.")
         flash(RESET_SENT, "info")
         return redirect(url_for("web.login"))
     return render_template("account/forgot.html")
+
+
+def _too_many(exc: GedError, template: str, long_wait: str, **context):
+    """A page refused by a rate limit: 429, its Retry-After, a French sentence."""
+    if exc.status != 429:
+        return render_template(template, error=french(exc), **context), exc.status
+    wait = getattr(exc, "retry_after", 0)
+    error = f"Trop de tentatives. Réessayez dans {wait} secondes." if 0 < wait <= 60 \
+        else long_wait
+    response = current_app.make_response((render_template(template, error=error, **context),
+                                          429))
+    if wait:
+        response.headers["Retry-After"] = str(wait)
+    return response
 
 
 @bp.route("/mot-de-passe/<token>", methods=["GET", "POST"])
@@ -124,10 +143,12 @@ def admin_send_reset(user_id):
 # --- two-factor sign-in ----------------------------------------------------------------------
 
 
-def second_factor_redirect(user, next_url: str | None):
+def second_factor_redirect(user, next_url: str | None, device: str | None = None):
     """Called by the sign-in form once the password is right: None when the user may
     be signed in now, else the redirect to the code (or the forced set-up) step. The
-    session then holds only who passed the first step, and when."""
+    session then holds only who passed the first step, when, and the browser's device
+    id when it is this user's (its cookie is sent to /login only): codes tried from
+    that browser count against it alone, as passwords do."""
     if not (totp.is_enabled(user) or totp.required_for(user)):
         return None
     session.clear()
@@ -135,6 +156,7 @@ def second_factor_redirect(user, next_url: str | None):
     session["mfa_at"] = int(time.time())
     session["mfa_tries"] = 0
     session["mfa_next"] = next_url or ""
+    session["mfa_device"] = device if throttle.device_owner(device) == user.id else None
     if totp.is_enabled(user):
         return redirect(url_for("web.login_code"))
     return redirect(url_for("web.login_totp_setup"))
@@ -148,10 +170,12 @@ def _pending_user() -> User | None:
     return user if user is not None and user.active else None
 
 
-def _finish(user):
+def _finish(user, respond=None, **details):
+    """Signed in after the second step: the same end as a password-only sign-in
+    (``login.succeeded``, the device cookie); the pending state is cleared."""
     target = safe_target(session.get("mfa_next"), url_for("web.home"))
-    begin_session(user)  # clears the pending state
-    return redirect(target)
+    device = session.get("mfa_device")
+    return finish_sign_in(user, device, respond or (lambda: redirect(target)), **details)
 
 
 @bp.route("/connexion/code", methods=["GET", "POST"])
@@ -168,11 +192,15 @@ def login_code():
             flash("Trop de codes erronés : reconnectez-vous.", "error")
             return redirect(url_for("web.login"))
         try:
-            totp.check_sign_in(user, request.form.get("code", ""))
+            kind = totp.check_sign_in(user, request.form.get("code", ""),
+                                      ip=request.remote_addr, device=session.get("mfa_device"))
         except GedError as exc:
+            if exc.status == 429:
+                return _too_many(exc, "account/code.html",
+                                 "Trop de codes erronés. Réessayez dans quelques minutes.")
             error = french(exc)
         else:
-            return _finish(user)
+            return _finish(user, second_factor=kind)
     return render_template("account/code.html", error=error), (400 if error else 200)
 
 
@@ -201,7 +229,9 @@ def _setup_page(user, *, forced: bool):
             error = french(exc)
         else:
             if forced:
-                begin_session(user)
+                return _finish(user, lambda: render_template("account/recovery_codes.html",
+                                                             codes=codes),
+                               second_factor="setup")
             return render_template("account/recovery_codes.html", codes=codes)
     if totp.is_enabled(user):
         flash(ERROR_FR["totp_already_on"], "info")
@@ -215,7 +245,8 @@ def _setup_page(user, *, forced: bool):
 @login_required
 def my_totp_off():
     try:
-        totp.disable(current_user._get_current_object(), request.form.get("code", ""))
+        totp.disable(current_user._get_current_object(), request.form.get("code", ""),
+                     ip=request.remote_addr)
     except GedError as exc:
         flash(french(exc), "error")
     else:
