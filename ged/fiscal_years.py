@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from . import audit, folders, permissions, switches
-from .db import transaction
+from .db import db, is_postgres, transaction
 from .errors import Invalid
 from .models import Company, Firm, Folder, Switch, Task, User, utcnow
 
@@ -51,12 +51,22 @@ def _relative_folders(top: Folder) -> dict[tuple, Folder]:
     return result
 
 
+def _lock(company_id: str) -> None:
+    """Two runs at once (two admins, a form posted twice) open one company in turn, so
+    the second finds the first's folders. SQLite's write transaction is already
+    exclusive; on PostgreSQL a transaction-scoped advisory lock per company."""
+    if is_postgres():
+        db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                       (f"ged.fiscal_year:{company_id}",))
+
+
 def open_company(actor, company: Company, template: dict, year: int, *,
                  carry_switches: bool = True, dry_run: bool = False) -> dict:
     """Open ``year`` for one company; returns {folders_created, switches_carried}."""
     root = folders.root_of(company)
     created = 0
     with transaction():
+        _lock(company.id)
         def build(node: dict, parent: Folder | None, exists: bool) -> None:
             nonlocal created
             name = folders.clean_folder_name(str(node["name"]).replace("{year}", str(year)))

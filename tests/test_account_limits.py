@@ -348,3 +348,42 @@ def test_a_reset_and_a_change_are_audited_and_the_link_is_stored_hashed(client, 
     assert r.status_code == 302
     changed = _events("user.password_changed", user.id)
     assert len(changed) == 1 and changed[0].actor_id == user.id
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_a_reset_link_used_twice_at_once_works_once(client, world, run_jobs, smtp_sink):
+    import threading
+
+    from ged import passwords
+    from ged.db import db
+    from ged.errors import Invalid
+
+    user = world.client_a.user
+    passwords.mail_link_to(user.email)
+    token = re.search(r"/mot-de-passe/(\S+)",
+                      smtp_sink.messages[0].message.get_content()).group(1)
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def use(password):
+        try:
+            barrier.wait()
+            passwords.confirm(token, password)
+            outcomes.append(("ok", password))
+        except Invalid as exc:
+            outcomes.append((exc.code, password))
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=use, args=(NEW_PASSWORD + s,)) for s in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o[0] for o in outcomes) == ["invalid_reset_token", "ok"]
+    winner = next(p for o, p in outcomes if o == "ok")
+    body = {"email": user.email, "name": "t"}
+    assert client.post("/api/v1/tokens", json={**body, "password": winner}).status_code == 201
+    loser = NEW_PASSWORD + ("b" if winner.endswith("a") else "a")
+    assert client.post("/api/v1/tokens", json={**body, "password": loser}).status_code == 401
+    assert len(_events("user.password_reset", user.id)) == 1

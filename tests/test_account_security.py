@@ -4,6 +4,8 @@ computed here, the firm's two-factor policy and default profile."""
 
 from __future__ import annotations
 
+import pytest
+
 import re
 import time
 
@@ -18,6 +20,7 @@ def _link(mail) -> str:
     return re.search(r"(http\S+/mot-de-passe/\S+)", mail.message.get_content()).group(1)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_a_forgotten_password_is_reset_once_by_the_mailed_link(
         client, web, world, smtp_sink, run_jobs):
     from ged.models import ActionToken
@@ -76,6 +79,7 @@ def test_an_admin_sends_a_reset_link(web, world, smtp_sink):
     assert r.status_code == 403
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_two_factor_sign_in_with_codes_used_once(client, world):
     headers = world.staff.headers
     started = client.post("/api/v1/me/totp", headers=headers).get_json()

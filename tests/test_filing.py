@@ -4,6 +4,8 @@ person may see; folders to the trash and back with their documents."""
 
 from __future__ import annotations
 
+import pytest
+
 import io
 import zipfile
 
@@ -19,6 +21,7 @@ def _upload(client, actor, folder, name, data):
     return r.get_json()["items"][0]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_bulk_move_into_a_switched_on_folder_sends_each_document(
         client, world, linked, run_jobs, webhook_receiver):
     from ged import switches
@@ -50,6 +53,7 @@ def test_bulk_move_into_a_switched_on_folder_sends_each_document(
     assert r.status_code == 403
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_bulk_trash_and_restore(client, world):
     root = world.folder(world.company_a)
     doc = _upload(client, world.staff, root, "releve.pdf", text_pdf("Relevé"))
@@ -95,6 +99,7 @@ def test_a_client_zips_only_what_it_sees(client, world):
     assert r.status_code == 404
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_a_folder_goes_to_the_trash_with_its_documents_and_comes_back(client, world):
     banque = world.folder(world.company_a, ANNUAL, "Banque")
     releves = world.folder(world.company_a, ANNUAL, "Banque", "Relevés bancaires")
