@@ -138,3 +138,40 @@ def test_the_web_move_dialog_says_where_a_folder_sends(web, world, linked):
     page = client.get(f"/dossiers/{world.folder(world.company_a).id}").get_data(as_text=True)
     assert "Télécharger (ZIP)" in page and "Déplacer vers" not in page
     assert "Pré-compta" not in page and "sera envoyé" not in page
+
+
+def test_the_trash_page_restores_a_selection(client, web, world, other_world):
+    import html
+
+    root = world.folder(world.company_a)
+    docs = [_upload(client, world.staff, root, f"piece-{i}.pdf", text_pdf(f"Pièce {i}"))
+            for i in range(3)]
+    r = client.post("/api/v1/documents/bulk", headers=world.staff.headers,
+                    json={"action": "trash", "ids": [d["id"] for d in docs]})
+    assert r.get_json()["done"] == 3
+    foreign = _upload(client, other_world.staff, other_world.folder(other_world.company_a),
+                      "autre.pdf", text_pdf("Autre cabinet"))
+    client.delete(f"/api/v1/documents/{foreign['id']}", headers=other_world.staff.headers)
+    staff = web(world.staff)
+    url = f"/entreprises/{world.company_a.id}/corbeille"
+    page = staff.get(url).get_data(as_text=True)
+    assert "Restaurer la sélection" in page and 'aria-label="Sélectionner piece-0.pdf"' in page
+    r = staff.post(f"{url}/restaurer", {"document_id": [docs[0]["id"], docs[2]["id"],
+                                                         foreign["id"]]},
+                   follow_redirects=True)
+    text = html.unescape(r.get_data(as_text=True))
+    assert "2 documents restaurés." in text
+    assert "1 document non traité : Document introuvable" in text
+    assert foreign["id"] not in text
+    restored = {d["id"]: client.get(f"/api/v1/documents/{d['id']}",
+                                    headers=world.staff.headers).get_json()["trashed_at"]
+                for d in docs}
+    assert restored[docs[0]["id"]] is None and restored[docs[2]["id"]] is None
+    assert restored[docs[1]["id"]] is not None
+    assert client.get(f"/api/v1/documents/{foreign['id']}", headers=other_world.staff.headers
+                      ).get_json()["trashed_at"] is not None
+    # Nothing chosen: said so; a client may not.
+    r = staff.post(f"{url}/restaurer", {}, follow_redirects=True)
+    assert "Sélectionnez au moins un document." in html.unescape(r.get_data(as_text=True))
+    r = web(world.client_a).post(f"{url}/restaurer", {"document_id": docs[1]["id"]})
+    assert r.status_code == 403

@@ -225,3 +225,40 @@ def test_the_admin_opens_the_new_fiscal_year_twice(people, world, linked, run_jo
     phone = people(viewport=PHONE).login(world.admin.user.email, PASSWORD)
     phone.page.goto("/admin/exercice")
     phone.shot("20-fiscal-phone")
+
+
+def test_staff_restore_a_selection_from_the_trash(people, world):
+    from playwright.sync_api import expect
+
+    from ged import documents
+
+    root = world.folder(world.company_a)
+    for i in range(3):
+        doc = _deposit(world.client_a.user, root, f"piece-{i}.pdf", text_pdf(f"Pièce {i}"))
+        documents.trash(world.staff.user, doc)
+    staff = people().login(world.staff.user.email, PASSWORD)
+    page = staff.page
+    page.goto(f"/entreprises/{world.company_a.id}/corbeille")
+    page.get_by_label("Sélectionner piece-0.pdf").check()
+    page.get_by_label("Sélectionner piece-2.pdf").check()
+    staff.shot("20-trash-selection")
+    page.get_by_role("button", name="Restaurer la sélection").click()
+    expect(page.locator(".flash-success")).to_contain_text("2 documents restaurés.")
+    trash = page.locator("table.trash")
+    expect(trash).to_contain_text("piece-1.pdf")
+    expect(trash).not_to_contain_text("piece-0.pdf")
+    # « Tout sélectionner » (added by the script), then the last one back too.
+    page.get_by_label("Tout sélectionner").check()
+    page.get_by_role("button", name="Restaurer la sélection").click()
+    expect(page.locator(".flash-success")).to_contain_text("1 document restauré.")
+    expect(trash).to_contain_text("La corbeille est vide.")
+    page.goto(f"/dossiers/{root.id}")
+    for i in range(3):
+        expect(page.locator("#documents")).to_contain_text(f"piece-{i}.pdf")
+    phone = people(viewport=PHONE).login(world.staff.user.email, PASSWORD)
+    from ged.models import Document
+
+    documents.trash(world.staff.user, Document.get(Document.name == "piece-1.pdf"))
+    phone.page.goto(f"/entreprises/{world.company_a.id}/corbeille")
+    expect(phone.page.get_by_role("button", name="Restaurer la sélection")).to_be_visible()
+    phone.shot("20-trash-selection-phone")

@@ -11,7 +11,7 @@ from flask_login import current_user, login_required
 
 from .. import documents, filing, folders, permissions
 from ..errors import GedError
-from ..models import Company
+from ..models import Company, Document
 from . import ERROR_FR, bp, french
 from ..api.filing_routes import zip_reply
 
@@ -116,6 +116,27 @@ def selection_trash(folder_id):
     result = filing.bulk(current_user, "trash", _ids())
     _report(result, "{n} document{s} mis à la corbeille.")
     return redirect(url_for("web.folder", folder_id=folder_id))
+
+
+@bp.post("/entreprises/<company_id>/corbeille/restaurer")
+@login_required
+def trash_restore_selection(company_id):
+    """« Restaurer la sélection » on the trash page: ``POST /documents/bulk``'s restore,
+    each document as if restored alone; only this company's documents count."""
+    company = permissions.company_for(current_user, company_id)
+    permissions.require_role(current_user, "admin", "staff")
+    ids = _ids()
+    if not ids:
+        flash(ERROR_FR["no_document"], "error")
+        return redirect(url_for("web.company_trash", company_id=company.id))
+    mine = {d.id for d in Document.select(Document.id).where(
+        (Document.company == company.id) & Document.id.in_(ids))}
+    result = filing.bulk(current_user, "restore", [i for i in ids if i in mine])
+    result["refused"] += [{"id": i, "error": {"code": "not_found",
+                                              "message": "Document not found."}}
+                          for i in ids if i not in mine]
+    _report(result, "{n} document{s} restauré{s}.")
+    return redirect(url_for("web.company_trash", company_id=company.id))
 
 
 # --- one document ------------------------------------------------------------------------------
