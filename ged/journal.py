@@ -157,4 +157,31 @@ def sentence(e: AuditEvent, names: dict) -> str | None:
         return f"E-mail refusé de {d.get('from') or d.get('sender') or 'un expéditeur'}"
     if a == "company.updated":
         return f"{who} a modifié l'entreprise"
+    account = _account_sentence(a, who, d)
+    if account:
+        return account
     return None  # the page shows the kind's label alone
+
+
+_ACCOUNT = {
+    "user.password_reset": "Mot de passe de {who} changé avec un lien de réinitialisation",
+    "user.password_changed": "{who} a changé son mot de passe",
+    "user.password_reset_sent": "Lien de réinitialisation du mot de passe envoyé par {who}",
+    "user.totp_enabled": "Double authentification activée par {who}",
+    "user.totp_disabled": "Double authentification désactivée par {who}",
+    "user.recovery_code_used": "{who} s'est servi d'un code de secours",
+}
+
+
+def _account_sentence(action: str, who: str, d: dict) -> str | None:
+    """Sign-ins and changes to one's account."""
+    if action == "login.succeeded":
+        return f"Connexion de {who}" + (" avec la double authentification"
+                                        if d.get("second_factor") else "")
+    if action == "login.failed":
+        why = {"bad_totp": "code de double authentification erroné",
+               "disabled": "compte désactivé"}.get(d.get("reason"), "mot de passe erroné")
+        return f"Connexion refusée pour {who} : {why}"
+    if action in _ACCOUNT:
+        return _ACCOUNT[action].format(who=who)
+    return None

@@ -194,6 +194,10 @@ def test_a_two_factor_sign_in_is_audited_and_gets_the_device_cookie(app, web, cl
     succeeded = _events("login.succeeded", world.staff.user.id)
     assert len(succeeded) == 1 and succeeded[0].details["second_factor"] == "totp"
     assert succeeded[0].details["ip"] == "127.0.0.1"
+    from ged import journal
+
+    assert journal.sentences(succeeded)[0][1] == \
+        f"Connexion de {world.staff.user.name} avec la double authentification"
 
     # The forced set-up at the next sign-in ends the same way.
     firm_settings.update(world.admin.user, require_totp="all")
@@ -225,7 +229,12 @@ def test_turning_two_factor_off_from_the_form(web, client, world, tally):
     assert "Ce code n'est pas valide" in _text(r)
     assert totp.is_enabled(world.staff.user)
     assert not _events("user.totp_disabled", world.staff.user.id)
-    assert _events("login.failed", world.staff.user.id)[-1].details["reason"] == "bad_totp"
+    refused = _events("login.failed", world.staff.user.id)[-1:]
+    assert refused[0].details["reason"] == "bad_totp"
+    from ged import journal
+
+    assert journal.sentences(refused)[0][1] == \
+        f"Connexion refusée pour {world.staff.user.name} : code de double authentification erroné"
     r = browser.post("/mon-compte/double-authentification/desactiver",
                      {"code": otp.at(time.time() + 30)}, follow_redirects=True)
     text = r.get_data(as_text=True)
