@@ -205,6 +205,9 @@ def after_commit(documents: list[Document], decided: list) -> None:
         deliveries.enqueue(decided)
     except Exception:  # noqa: BLE001 - the deposit is committed; the reconciler will enqueue
         log.exception("could not enqueue work after a deposit; the reconciler will retry")
+    from . import notification_events
+
+    notification_events.documents_deposited(documents)  # issue 21: who is told (never raises)
 
 
 def move(actor: User, doc: Document, target: Folder) -> Document:

@@ -1001,6 +1001,10 @@ def _record(cfg, delivery: Delivery, outcome: Outcome) -> str:
             if paused:
                 audit.record(ACTOR, "connection.paused", Connection.get_by_id(
                     delivery.connection_id), firm_only=True, details={"reason": error})
+    if moved:
+        from . import notification_events
+
+        notification_events.delivery_failed(delivery.id)  # issue 21 (never raises)
     return "failed"
 
 
@@ -1201,6 +1205,10 @@ def record_verdict(delivery: Delivery, conn: Connection, status: str,
             audit.record(f"outil « {conn.name} »", f"delivery.{status}", delivery, firm_only=True,
                          details={"document_id": delivery.document_id,
                                   "connection_id": conn.id, "message": message})
+    if moved and status == "rejected":
+        from . import notification_events
+
+        notification_events.document_rejected(delivery.document_id, delivery.id)  # issue 21
     current = Delivery.get_by_id(delivery.id)
     if not moved and current.status in VERDICTS and current.status != status:
         raise Conflict(f"This delivery is already {current.status}; a verdict is final.",

@@ -65,10 +65,20 @@ def _blob_ocr_state(m) -> None:
         m.add_column("blob", "ocr_state", JSONField(null=True)))
 
 
+def _client_work(m) -> None:
+    """Document requests and their reminders, comments, notifications (issue 21)."""
+    from .models import (Comment, DocumentRequest, Notification, NotificationSetting,
+                         RequestDocument, RequestReminder)
+
+    db.create_tables([DocumentRequest, RequestDocument, RequestReminder, Comment,
+                      NotificationSetting, Notification], safe=True)
+
+
 MIGRATIONS: list = [
     _document_status_truth,
     _user_sessions,
     _blob_ocr_state,
+    _client_work,
 ]
 LATEST = 1 + len(MIGRATIONS)
 

@@ -163,4 +163,36 @@ def reconcile() -> dict:
         if not queue.job_pending(f"index-{firm_id}"):
             schedule_index(firm_id)
     result["extractions_requeued"] = requeued
+    result.update(_client_work_pass())  # issue 21: reminders, digests, notifications
     return result
+
+
+def _client_work_pass(now=None) -> dict:
+    """The periodic part of the work with clients (see ``client_work``); a failure is
+    logged and leaves the reconciler's result intact."""
+    from . import document_requests, notifications
+
+    try:
+        return {"reminders_sent": document_requests.reminders_pass(now),
+                "digests_made": notifications.digest_pass(now),
+                "notifications_requeued": notifications.requeue_pending(now)}
+    except Exception:  # noqa: BLE001 - retried at the next pass
+        log.exception("client work pass failed")
+        return {}
+
+
+@_bound
+def client_work(now_iso: str | None = None) -> dict:
+    """Reminders due, daily digests due, notifications to send again; ``now_iso`` is the
+    injectable clock of tests (ISO 8601), default now."""
+    import datetime as dt
+
+    return _client_work_pass(dt.datetime.fromisoformat(now_iso) if now_iso else None)
+
+
+@_bound
+def send_notification(notification_id: str) -> str:
+    """Send one notification e-mail (claimed first, retried on failure)."""
+    from . import notifications
+
+    return notifications.send(notification_id)

@@ -269,7 +269,7 @@ def register_all() -> None:
     import importlib
 
     for name in ("accounts_routes", "folders_routes", "integrations_routes", "search_routes",
-                 "archive_routes", "openapi"):
+                 "archive_routes", "requests_routes", "comments_routes", "openapi"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
