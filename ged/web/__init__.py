@@ -355,7 +355,7 @@ def register_pages() -> None:
     """Import the page modules that extend this blueprint."""
     import importlib
 
-    for name in ("admin", "staff", "search", "archive"):
+    for name in ("admin", "staff", "search", "archive", "requests", "comments", "notifications"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
