@@ -16,13 +16,14 @@ import datetime as dt
 import peewee as pw
 
 from . import audit, documents, folders, notifications, permissions, runtime
-from .db import new_id, transaction
+from .db import is_postgres, new_id, transaction
 from .errors import Conflict, Invalid, NotFound
 from .models import (Company, Document, DocumentRequest, Folder, RequestDocument,
                      RequestReminder, User, utcnow)
 
 STATUSES = ("open", "fulfilled", "cancelled")
 MAX_BULK = 1000
+PASS_BATCH = 2000  # open requests a reminders pass reads (and reminds) at a time
 
 
 def today(now: dt.datetime | None = None) -> dt.date:
@@ -252,33 +253,54 @@ def remind(actor: User, req: DocumentRequest, now: dt.datetime | None = None) ->
     permissions.require_role(actor, "admin", "staff")
     if req.status != "open":
         raise Conflict("Only an open request is reminded.", "request_closed")
-    return _send_reminder(req, f"manual-{new_id()}", actor, now)
+    return bool(_send_reminders({req.id: f"manual-{new_id()}"}, actor, now or utcnow()))
 
 
-def _send_reminder(req: DocumentRequest, key: str, actor, now: dt.datetime | None) -> bool:
-    """Record and send one reminder; False when that step was already recorded (by this
-    or any other worker) or the request closed meanwhile."""
-    now = now or utcnow()
+def _send_reminders(wanted: dict[str, str], actor, now: dt.datetime) -> int:
+    """Record and send one reminder per (request id, key) of ``wanted``, in one
+    transaction; returns how many were sent. A pair already recorded (by this or any
+    other worker, on any host: the unique (request, key) index) or a request no longer
+    open is skipped: the open requests are locked first (PostgreSQL: FOR UPDATE; SQLite:
+    the transaction holds the write lock), so none closes between that check and the
+    insert, and only the rows this call inserted are counted, audited and mailed."""
     with transaction():
-        still_open = DocumentRequest.update(
-            reminders_sent=DocumentRequest.reminders_sent + 1, last_reminder_at=now).where(
-            (DocumentRequest.id == req.id) & (DocumentRequest.status == "open")).execute()
-        if not still_open:
-            return False
-        try:
-            with transaction():  # a savepoint: the unique index decides who sends it
-                RequestReminder.create(request=req.id, key=key, created_at=now,
-                                       sent_by=getattr(actor, "id", None))
-        except pw.IntegrityError:
-            DocumentRequest.update(reminders_sent=DocumentRequest.reminders_sent - 1).where(
-                DocumentRequest.id == req.id).execute()
-            return False
-        audit.record(actor or "rappel automatique", "request.reminded", req,
-                     company=req.company_id, firm=req.firm_id, details={"key": key})
-        req.reminders_sent += 1
-        ids = notifications.record(_messages(req, "reminder", key=key, now=now))
+        query = (DocumentRequest.select(DocumentRequest, Company).join(Company)
+                 .where(DocumentRequest.id.in_(list(wanted))
+                        & (notifications.unindexed(DocumentRequest.status) == "open"))
+                 .order_by(DocumentRequest.id))  # one lock order for every worker
+        if is_postgres():
+            query = query.for_update(of=DocumentRequest)
+        reqs = {r.id: r for r in query}
+        if not reqs:
+            return 0
+        rows = [{"id": new_id(), "request": rid, "key": wanted[rid], "created_at": now,
+                 "sent_by": getattr(actor, "id", None)} for rid in reqs]
+        for start in range(0, len(rows), 500):
+            RequestReminder.insert_many(rows[start:start + 500]).on_conflict_ignore().execute()
+        ids = [r["id"] for r in rows]
+        mine = set()
+        for start in range(0, len(ids), 500):
+            mine.update(r[0] for r in RequestReminder.select(RequestReminder.request).where(
+                RequestReminder.id.in_(ids[start:start + 500])).tuples())
+        sent = [reqs[rid] for rid in reqs if rid in mine]
+        if not sent:
+            return 0
+        sent_ids = [r.id for r in sent]
+        for start in range(0, len(sent_ids), 500):
+            DocumentRequest.update(reminders_sent=DocumentRequest.reminders_sent + 1,
+                                   last_reminder_at=now).where(
+                DocumentRequest.id.in_(sent_ids[start:start + 500])).execute()
+        audit.record_many(actor or "rappel automatique", "request.reminded",
+                          [(r, {"key": wanted[r.id]}) for r in sent])
+        clients = notifications.clients_of({r.company_id for r in sent})
+        messages = []
+        for req in sent:
+            req.reminders_sent += 1
+            messages += _messages(req, "reminder", key=wanted[req.id], now=now,
+                                  users=clients.get(req.company_id, []))
+        ids = notifications.record(messages)
     notifications.dispatch(ids)
-    return True
+    return len(sent)
 
 
 def reminder_step(req_due: dt.date, created: dt.date, day: dt.date,
@@ -301,7 +323,12 @@ def reminder_step(req_due: dt.date, created: dt.date, day: dt.date,
 
 def reminders_pass(now: dt.datetime | None = None) -> int:
     """Send the reminders due at ``now`` (the clock is injectable for tests); returns
-    how many were sent. Safe to run anywhere, any number of times."""
+    how many were sent. Safe to run anywhere, any number of times, at once.
+
+    Set-based: the open requests past their first step are read ``PASS_BATCH`` at a
+    time, the (request, key) pairs due are worked out in memory, those already recorded
+    are dropped with one query, and the rest are recorded and mailed together
+    (``_send_reminders``)."""
     now = now or utcnow()
     day = today(now)
     steps = sorted(runtime.config().request_reminder_days) or [0]
@@ -315,34 +342,34 @@ def reminders_pass(now: dt.datetime | None = None) -> int:
                             & DocumentRequest.due_date.is_null(False)
                             & (DocumentRequest.due_date <= horizon)
                             & (DocumentRequest.id > last_id))
-                     .order_by(DocumentRequest.id).limit(1000))
+                     .order_by(DocumentRequest.id).limit(PASS_BATCH).tuples())
         if not batch:
             return sent
-        last_id = batch[-1].id
+        last_id = batch[-1][0]
         wanted = {}
-        for req in batch:
-            step = reminder_step(req.due_date, today(req.created_at), day, steps)
+        for rid, due, created in batch:
+            step = reminder_step(due, today(created), day, steps)
             if step is not None:
-                wanted[req.id] = f"{req.due_date.isoformat()}:{step:+d}"
+                wanted[rid] = f"{due.isoformat()}:{step:+d}"
         if not wanted:
             continue
-        done = {(r.request_id, r.key) for r in RequestReminder.select(
-            RequestReminder.request, RequestReminder.key).where(
-            RequestReminder.request.in_(list(wanted)))}
-        for rid, key in wanted.items():
-            if (rid, key) in done:
-                continue
-            req = DocumentRequest.select(DocumentRequest, Company).join(Company).where(
-                DocumentRequest.id == rid).first()
-            if req is not None and _send_reminder(req, key, None, now):
-                sent += 1
+        rids = list(wanted)
+        for start in range(0, len(rids), 500):
+            for rid, key in RequestReminder.select(RequestReminder.request, RequestReminder.key) \
+                    .where(RequestReminder.request.in_(rids[start:start + 500])).tuples():
+                if wanted.get(rid) == key:
+                    del wanted[rid]
+        if wanted:
+            sent += _send_reminders(wanted, None, now)
 
 
 # --- what the client is told -----------------------------------------------------------------------
 
 
 def _messages(req: DocumentRequest, event: str, key: str = "",
-              now: dt.datetime | None = None) -> list:
+              now: dt.datetime | None = None, users: list[User] | None = None) -> list:
+    """What each client user of the request's company is told (``users``: those, when
+    the caller already read them)."""
     company = req.company if isinstance(req.company, Company) else Company.get_by_id(req.company_id)
     due = f" avant le {req.due_date.strftime('%d/%m/%Y')}" if req.due_date else ""
     url = notifications.link(f"/demandes/{req.id}")
@@ -361,7 +388,7 @@ def _messages(req: DocumentRequest, event: str, key: str = "",
     body += f"\n\nEntreprise : {company.name}. Déposez vos documents directement sur la page de la demande."
     return [notifications.Message(u, "requests", f"request:{event}:{req.id}:{key or req.updated_at.isoformat()}:{u.id}",
                                   subject, body, url)
-            for u in notifications.client_users(company.id)]
+            for u in (notifications.client_users(company.id) if users is None else users)]
 
 
 def request_dict(req: DocumentRequest, user: User | None = None,

@@ -33,6 +33,32 @@ def _logo(firm: Firm) -> tuple[bytes, str] | None:
     return (data, firm.logo_content_type) if len(data) <= LOGO_MAX_BYTES else None
 
 
+def _paragraph(text: str, color: str) -> str:
+    """One paragraph of a body as HTML. A list ("- item" lines, each optionally followed
+    by its "  https://..." line, as a digest writes them) becomes a list whose items
+    link to their pages (links to ged itself only)."""
+    lines = text.split("\n")
+    if not any(line.startswith("- ") for line in lines):
+        return f"<p style=\"margin:0 0 12px;white-space:pre-line\">{escape(text)}</p>"
+    head, items, own = [], [], runtime.config().public_url.rstrip("/") + "/"
+    for line in lines:
+        if line.startswith("- "):
+            items.append([line[2:], None])
+        elif items and line.startswith("  ") and items[-1][1] is None \
+                and line.strip().startswith(own) and " " not in line.strip():
+            items[-1][1] = line.strip()  # only ged's own pages become links
+        elif items:
+            items[-1][0] += " " + line.strip()
+        else:
+            head.append(line)
+    out = (f"<p style=\"margin:0 0 6px\"><strong>{escape(' '.join(head))}</strong></p>"
+           if head else "")
+    lis = "".join(
+        f"<li><a href=\"{escape(url)}\" style=\"color:{color}\">{escape(label)}</a></li>"
+        if url else f"<li>{escape(label)}</li>" for label, url in items)
+    return out + f"<ul style=\"margin:0 0 12px;padding-left:20px\">{lis}</ul>"
+
+
 def build(row: Notification, user: User, firm: Firm) -> EmailMessage:
     """The message for one notification row (its Message-ID derives from the row's id,
     the same on every retry)."""
@@ -61,8 +87,7 @@ def build(row: Notification, user: User, firm: Firm) -> EmailMessage:
 
     ink = ink_for(color)
     logo = _logo(firm)
-    paragraphs = "".join(f"<p style=\"margin:0 0 12px;white-space:pre-line\">{escape(p)}</p>"
-                         for p in row.body.split("\n\n"))
+    paragraphs = "".join(_paragraph(p, color) for p in row.body.split("\n\n"))
     button = (f"<p><a href=\"{escape(row.link)}\" style=\"display:inline-block;padding:10px 18px;"
               f"background:{color};color:{ink};text-decoration:none;border-radius:4px\">"
               f"Ouvrir dans l'espace documentaire</a></p>") if row.link else ""

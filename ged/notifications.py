@@ -20,6 +20,8 @@ import logging
 import zoneinfo
 from dataclasses import dataclass
 
+import peewee as pw
+
 from . import runtime
 from .db import new_id, transaction
 from .errors import Invalid
@@ -41,6 +43,8 @@ TOPIC_LABELS = {
     "digest": "le récapitulatif quotidien",
 }
 STUCK_SENDING = dt.timedelta(minutes=10)  # a worker died mid-send: the row is taken again
+CHUNK = 500  # ids in one IN (...) list: well under SQLite's and PostgreSQL's limits
+BATCH = 100  # rows sent by one job
 
 
 # --- preferences ------------------------------------------------------------------------------
@@ -105,8 +109,10 @@ def mode_of(prefs: dict, topic: str) -> str:
 
 def preferences_of(users: list[User]) -> dict[str, dict]:
     """Preferences of many users in one query, by user id."""
-    rows = {r.user_id: r for r in NotificationSetting.select().where(
-        NotificationSetting.user.in_([u.id for u in users]))}
+    ids = [u.id for u in users]
+    rows = {r.user_id: r for start in range(0, len(ids), CHUNK)
+            for r in NotificationSetting.select().where(
+                NotificationSetting.user.in_(ids[start:start + CHUNK]))}
     out = {}
     for user in users:
         prefs = defaults(user)
@@ -124,8 +130,18 @@ def preferences_of(users: list[User]) -> dict[str, dict]:
 
 def client_users(company_id: str) -> list[User]:
     """The active client users of a company."""
-    return list(User.select().where((User.company == company_id) & (User.role == "client")
-                                    & (User.active == True)))  # noqa: E712
+    return clients_of([company_id]).get(company_id, [])
+
+
+def clients_of(company_ids) -> dict[str, list[User]]:
+    """The active client users of many companies, by company id (one query a chunk)."""
+    ids, out = list(dict.fromkeys(company_ids)), {}
+    for start in range(0, len(ids), CHUNK):
+        for user in User.select().where(User.company.in_(ids[start:start + CHUNK])
+                                        & (User.role == "client")
+                                        & (User.active == True)):  # noqa: E712
+            out.setdefault(user.company_id, []).append(user)
+    return out
 
 
 def firm_users(company: Company) -> list[User]:
@@ -173,20 +189,43 @@ def record(messages: list[Message]) -> list[str]:
     with transaction():
         for start in range(0, len(rows), 200):
             Notification.insert_many(rows[start:start + 200]).on_conflict_ignore().execute()
-    wanted = [r["id"] for r in rows if r["status"] == "pending"]
-    return [n.id for n in Notification.select(Notification.id).where(Notification.id.in_(wanted))]
+    # The rows this call inserted (an event key already recorded kept its first row).
+    return inserted([r["id"] for r in rows if r["status"] == "pending"])
+
+
+def inserted(ids: list[str]) -> list[str]:
+    """Those of ``ids`` that exist, in the order given (after an insert that ignored
+    conflicts: the rows that won)."""
+    found = set()
+    for start in range(0, len(ids), CHUNK):
+        found.update(r[0] for r in Notification.select(Notification.id).where(
+            Notification.id.in_(ids[start:start + CHUNK])).tuples())
+    return [i for i in ids if i in found]
+
+
+def unindexed(field):
+    """``field`` as a plain filter: SQLite would otherwise walk the whole (status, ...)
+    index for ``status = ?`` instead of looking up the few hundred ids of an
+    ``id IN (...)`` beside it (a query 100 times slower at 100,000 rows)."""
+    return pw.fn.COALESCE(field, "")
 
 
 def dispatch(ids: list[str]) -> None:
-    """Enqueue the sending of recorded rows; Redis away is logged, the periodic pass
+    """Enqueue the sending of recorded rows, ``BATCH`` rows a job (each row is still
+    claimed, sent and retried on its own); Redis away is logged, the periodic pass
     picks them up."""
     from . import queue
 
-    for nid in ids:
+    if len(ids) == 1:
+        jobs = [("ged.tasks.send_notification", ids[0], f"notify-{ids[0]}")]
+    else:
+        jobs = [("ged.tasks.send_notifications", ids[s:s + BATCH], f"notify-batch-{new_id()}")
+                for s in range(0, len(ids), BATCH)]
+    for func, arg, job_id in jobs:
         try:
-            queue.enqueue("default", "ged.tasks.send_notification", nid, job_id=f"notify-{nid}")
+            queue.enqueue("default", func, arg, job_id=job_id)
         except Exception:  # noqa: BLE001 - the pass re-enqueues pending rows
-            log.warning("could not enqueue notification %s; the periodic pass will", nid)
+            log.warning("could not enqueue %s; the periodic pass will", job_id)
             return
 
 
@@ -242,6 +281,20 @@ def send(notification_id: str) -> str:
     return "sent"
 
 
+def send_many(notification_ids: list[str]) -> dict:
+    """Send a batch of rows (a job of ``dispatch``), each as ``send`` does; a row that
+    fails for another reason than the relay is left to the periodic pass."""
+    counts: dict[str, int] = {}
+    for nid in notification_ids:
+        try:
+            outcome = send(nid)
+        except Exception:  # noqa: BLE001 - the others of the batch still go out
+            log.exception("notification %s could not be sent; the periodic pass retries", nid)
+            outcome = "error"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
 def requeue_pending(now: dt.datetime | None = None, limit: int = 1000) -> int:
     """The periodic pass's part: rows pending for a minute with no job, and rows left
     ``sending`` by a worker that died, are enqueued again."""
@@ -262,6 +315,7 @@ def requeue_pending(now: dt.datetime | None = None, limit: int = 1000) -> int:
 
 
 DIGEST_LINES = 30  # lines per topic in a digest; the rest is counted
+DIGEST_USERS = 250  # users whose digests one transaction makes
 
 
 def digest_cutoff(now: dt.datetime) -> tuple[dt.date, dt.datetime] | None:
@@ -277,8 +331,13 @@ def digest_cutoff(now: dt.datetime) -> tuple[dt.date, dt.datetime] | None:
 
 def digest_pass(now: dt.datetime | None = None) -> int:
     """Group each user's waiting "daily" rows made before today's digest hour into one
-    message (keyed by user and day: one digest a day whatever the number of passes);
-    returns the number of digests made."""
+    message (keyed by user and day: one digest a day whatever the number of passes, on
+    any number of hosts); returns the number of digests made.
+
+    Set-based: the waiting rows of ``DIGEST_USERS`` users are read in one query, their
+    digests built in memory and inserted in bulk (a digest whose key exists is ignored),
+    and only the rows of the digests this pass inserted are marked grouped, in the same
+    transaction; then the digests are queued, ``BATCH`` a job."""
     due = digest_cutoff(now or utcnow())
     if due is None:
         return 0
@@ -286,49 +345,70 @@ def digest_pass(now: dt.datetime | None = None) -> int:
     users = [r[0] for r in Notification.select(Notification.user).where(
         (Notification.status == "daily") & (Notification.created_at < cutoff))
         .distinct().tuples()]
-    made = []
-    for user_id in users:
-        made += _digest_for(user_id, day, cutoff)
+    made: list[str] = []
+    for start in range(0, len(users), DIGEST_USERS):
+        made += _digests_for(users[start:start + DIGEST_USERS], day, cutoff)
     dispatch(made)
     return len(made)
 
 
-def _digest_for(user_id: str, day: dt.date, cutoff: dt.datetime) -> list[str]:
-    waiting = (Notification.select(Notification.id, Notification.firm, Notification.topic,
-                                   Notification.subject)
-               .where((Notification.user == user_id) & (Notification.status == "daily")
-                      & (Notification.created_at < cutoff))
-               .order_by(Notification.created_at))
-    rows = list(waiting.tuples())
-    if not rows:
+def _digests_for(user_ids: list[str], day: dt.date, cutoff: dt.datetime) -> list[str]:
+    waiting: dict[str, list[tuple]] = {}
+    query = (Notification.select(Notification.id, Notification.user, Notification.firm,
+                                 Notification.topic, Notification.subject, Notification.link)
+             .where(Notification.user.in_(user_ids) & (Notification.status == "daily")
+                    & (Notification.created_at < cutoff))
+             .order_by(Notification.user, Notification.created_at, Notification.id))
+    for row in query.tuples().iterator():
+        waiting.setdefault(row[1], []).append(row)
+    if not waiting:
         return []
-    by_topic: dict[str, list[str]] = {}
-    for _id, _firm, topic, subject in rows:
-        by_topic.setdefault(topic, []).append(subject)
-    sections = []
-    for topic, subjects in by_topic.items():
-        lines = [f"- {s}" for s in subjects[:DIGEST_LINES]]
-        if len(subjects) > DIGEST_LINES:
-            lines.append(f"- … et {len(subjects) - DIGEST_LINES} autre(s)")
-        sections.append(f"{DIGEST_TITLES.get(topic, topic)} ({len(subjects)}) :\n"
-                        + "\n".join(lines))
-    digest_id = new_id()
-    count = len(rows)
+    digests = {uid: _digest_row(uid, rows, day) for uid, rows in waiting.items()}
     with transaction():
-        Notification.insert(
-            id=digest_id, firm=rows[0][1], user=user_id, event_key=f"digest:{user_id}:{day}",
-            topic="digest", subject=f"Votre récapitulatif du {day.strftime('%d/%m/%Y')} : "
-                                    f"{count} nouveauté{'s' if count > 1 else ''}",
-            body="Voici ce qui s'est passé depuis le dernier récapitulatif.\n\n"
-                 + "\n\n".join(sections),
-            link=link("/"), status="pending", created_at=utcnow()).on_conflict_ignore().execute()
-        if not Notification.select().where(Notification.id == digest_id).exists():
-            return []  # another pass made today's digest: these rows wait for tomorrow's
-        ids = [r[0] for r in rows]
-        for start in range(0, len(ids), 500):
-            Notification.update(status="grouped", digest_id=digest_id).where(
-                Notification.id.in_(ids[start:start + 500])).execute()
-    return [digest_id]
+        rows = list(digests.values())
+        for start in range(0, len(rows), 200):
+            Notification.insert_many(rows[start:start + 200]).on_conflict_ignore().execute()
+        won = set(inserted([d["id"] for d in rows]))
+        # Another pass made today's digest of the others: their rows wait for tomorrow's.
+        mine = {uid: d for uid, d in digests.items() if d["id"] in won}
+        grouped = [(row[0], uid) for uid in mine for row in waiting[uid]]
+        for start in range(0, len(grouped), CHUNK):
+            part = grouped[start:start + CHUNK]
+            owners = {uid for _, uid in part}
+            Notification.update(
+                status="grouped",
+                digest_id=pw.Case(Notification.user,
+                                  [(uid, mine[uid]["id"]) for uid in owners])).where(
+                Notification.id.in_([rid for rid, _ in part])
+                & (unindexed(Notification.status) == "daily")).execute()
+    return [d["id"] for d in mine.values()]
+
+
+def _digest_row(user_id: str, rows: list[tuple], day: dt.date) -> dict:
+    """The digest of one user's waiting rows: a section per topic, each line naming the
+    item and linking straight to its page (its document, its request)."""
+    by_topic: dict[str, list[tuple]] = {}
+    for _id, _user, _firm, topic, subject, url in rows:
+        by_topic.setdefault(topic, []).append((subject, url))
+    sections = []
+    for topic, items in by_topic.items():
+        lines = [f"- {subject}" + (f"\n  {url}" if url else "")
+                 for subject, url in items[:DIGEST_LINES]]
+        if len(items) > DIGEST_LINES:
+            lines.append(f"- … et {len(items) - DIGEST_LINES} autre(s)")
+        sections.append(f"{DIGEST_TITLES.get(topic, topic)} ({len(items)}) :\n"
+                        + "\n".join(lines))
+    links = {url for *_rest, url in rows}
+    count = len(rows)
+    return {"id": new_id(), "firm": rows[0][2], "user": user_id,
+            "event_key": f"digest:{user_id}:{day}", "topic": "digest",
+            "subject": f"Votre récapitulatif du {day.strftime('%d/%m/%Y')} : "
+                       f"{count} nouveauté{'s' if count > 1 else ''}",
+            "body": "Voici ce qui s'est passé depuis le dernier récapitulatif.\n\n"
+                    + "\n\n".join(sections),
+            # One item: the button opens its page; many: each line links to its own.
+            "link": next(iter(links)) if len(links) == 1 else None,
+            "status": "pending", "created_at": utcnow()}
 
 
 DIGEST_TITLES = {

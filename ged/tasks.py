@@ -196,3 +196,11 @@ def send_notification(notification_id: str) -> str:
     from . import notifications
 
     return notifications.send(notification_id)
+
+
+@_bound
+def send_notifications(notification_ids: list[str]) -> dict:
+    """Send a batch of notification e-mails, each claimed and retried on its own."""
+    from . import notifications
+
+    return notifications.send_many(notification_ids)

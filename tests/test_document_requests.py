@@ -182,3 +182,53 @@ def test_bulk_request_to_fifty_companies(app, client, world, smtp_sink, run_jobs
     resp = client.post("/api/v1/requests/bulk", json={
         "company_ids": [made[0].id], "title": "Bilan"}, headers=world.staff.headers)
     assert resp.status_code == 404
+
+
+def test_a_reminders_pass_in_bulk_sends_each_once_and_none_after_closing(
+        app, client, world, smtp_sink, run_jobs):
+    """Thirty requests due the same day: one already reminded for that step by another
+    worker (its row exists), one fulfilled, one cancelled. The pass records and mails the
+    other 27 once each (batched jobs), audits each, and a second pass, or a third one on
+    another "host" (a fresh pass), sends nothing more."""
+    from ged import document_requests
+    from ged.models import AuditEvent, DocumentRequest, Notification, RequestReminder
+
+    ids = []
+    for i in range(30):
+        resp = client.post(f"/api/v1/companies/{world.company_a.id}/requests",
+                           json={"title": f"Pièce {i:02d}", "due_date": "2026-02-10"},
+                           headers=world.staff.headers)
+        ids.append(resp.get_json()["id"])
+    DocumentRequest.update(created_at=at("2026-01-20")).execute()
+    run_jobs(["default"])
+    before = len(smtp_sink.to(world.client_a.user.email))
+    RequestReminder.create(request=ids[0], key="2026-02-10:-3")  # another worker's
+    client.patch(f"/api/v1/requests/{ids[1]}", json={"status": "fulfilled"},
+                 headers=world.staff.headers)
+    client.patch(f"/api/v1/requests/{ids[2]}", json={"status": "cancelled"},
+                 headers=world.staff.headers)
+
+    assert document_requests.reminders_pass(at("2026-02-07")) == 27
+    assert document_requests.reminders_pass(at("2026-02-07", 12)) == 0
+    assert document_requests.reminders_pass(at("2026-02-08")) == 0  # same step
+    run_jobs(["default"])
+    mails = smtp_sink.to(world.client_a.user.email)[before:]
+    subjects = sorted(m.message["Subject"].split("Rappel : ")[1] for m in mails)
+    assert subjects == [f"Pièce {i:02d}" for i in range(3, 30)]
+    assert RequestReminder.select().count() == 28
+    assert Notification.select().where(Notification.topic == "requests",
+                                       Notification.status == "sent").count() == 30 + 27
+    reminded = {e.object_id for e in AuditEvent.select().where(
+        AuditEvent.action == "request.reminded")}
+    assert reminded == set(ids[3:])
+    counts = {r.id: r.reminders_sent for r in DocumentRequest.select()}
+    assert [counts[i] for i in ids[:4]] == [0, 0, 0, 1]
+    # The audit chain stays whole with the events appended in bulk.
+    from ged import audit
+
+    assert audit.verify(world.firm.id) == []
+    # The due day: the 27 still open (the first one too) are reminded again, once.
+    client.patch(f"/api/v1/requests/{ids[3]}", json={"status": "cancelled"},
+                 headers=world.staff.headers)
+    assert document_requests.reminders_pass(at("2026-02-10")) == 27
+    assert document_requests.reminders_pass(at("2026-02-10", 20)) == 0
