@@ -344,7 +344,7 @@ def digest_pass(now: dt.datetime | None = None) -> int:
     day, cutoff = due
     users = [r[0] for r in Notification.select(Notification.user).where(
         (Notification.status == "daily") & (Notification.created_at < cutoff))
-        .distinct().tuples()]
+        .distinct().order_by(Notification.user).tuples()]  # one lock order on every host
     made: list[str] = []
     for start in range(0, len(users), DIGEST_USERS):
         made += _digests_for(users[start:start + DIGEST_USERS], day, cutoff)

@@ -8,8 +8,12 @@ import datetime as dt
 import io
 import re
 
+import pytest
 from conftest import text_pdf
 from fixtures.web import FIRM_ONLY
+
+# The data layer of each test runs on SQLite and on PostgreSQL (GED_TEST_DATABASE_URL).
+BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 NOTE = "Note-interne-secrete-9Z"
 
@@ -25,6 +29,7 @@ def _doc(world, name="facture.pdf", actor=None):
                              [documents.Upload(name, staged)], "api")[0]
 
 
+@BOTH
 def test_thread_and_internal_notes_never_reach_a_client(app, client, web, world, smtp_sink,
                                                         run_jobs):
     doc = _doc(world)
@@ -73,6 +78,7 @@ def test_thread_and_internal_notes_never_reach_a_client(app, client, web, world,
     assert client.get(url, headers=h_staff).get_json()["items"][-1]["internal"] is False
 
 
+@BOTH
 def test_preferences_defaults_and_changes(app, client, world):
     me = "/api/v1/me/notifications"
     assert client.get(me, headers=world.staff.headers).get_json() == {
@@ -91,6 +97,7 @@ def test_preferences_defaults_and_changes(app, client, world):
                       headers=world.staff.headers).status_code == 400
 
 
+@BOTH
 def test_daily_digest_groups_a_hundred_deposits_into_one_message(app, world, smtp_sink,
                                                                  run_jobs):
     """The staff member takes new documents in a daily digest (the default): a hundred
@@ -126,6 +133,7 @@ def test_daily_digest_groups_a_hundred_deposits_into_one_message(app, world, smt
     assert "Cabinet Un" in html and "#1f4e79" in html
 
 
+@BOTH
 def test_rejection_tells_the_client_at_once_with_the_reason(app, world, smtp_sink, run_jobs,
                                                             webhook_receiver, drain_deliveries):
     from ged import deliveries, forwarding, integrations, switches
@@ -155,6 +163,7 @@ def test_rejection_tells_the_client_at_once_with_the_reason(app, world, smtp_sin
     assert b"Pr\xc3\xa9-compta" not in told[0].raw and "Pré-compta" not in text
 
 
+@BOTH
 def test_one_click_unsubscribe(app, client, world, smtp_sink, run_jobs):
     """The List-Unsubscribe URL of a message: a GET changes nothing, a POST without
     session or form token (as a mail client sends it) turns the topic off."""
@@ -183,6 +192,7 @@ def test_one_click_unsubscribe(app, client, world, smtp_sink, run_jobs):
     assert len(smtp_sink.to(world.client_a.user.email)) == 1
 
 
+@BOTH
 def test_relay_failure_is_retried_and_sent_once(app, world, smtp_sink, run_jobs):
     from ged import notifications
     from ged.models import Notification

@@ -7,7 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 
+import pytest
 from conftest import text_pdf
+
+# The data layer of each test runs on SQLite and on PostgreSQL (GED_TEST_DATABASE_URL).
+BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 
@@ -22,6 +26,7 @@ def _deposit(client, url, actor, name="releve.pdf", content=None):
                        headers=actor.headers, content_type="multipart/form-data")
 
 
+@BOTH
 def test_a_request_told_reminded_answered_and_forwarded(
         app, client, world, firm_tools, smtp_sink, webhook_receiver, drain_deliveries, run_jobs):
     """Staff ask company A for December's bank statements into Banque, due on the 15th;
@@ -100,6 +105,7 @@ def test_reminders_follow_the_schedule_then_every_seven_days(app, world):
                                            steps) is None
 
 
+@BOTH
 def test_reopen_cancel_move_and_remind(app, client, world, smtp_sink, run_jobs):
     h = world.staff.headers
     req = client.post(f"/api/v1/companies/{world.company_a.id}/requests",
@@ -146,6 +152,7 @@ def test_reopen_cancel_move_and_remind(app, client, world, smtp_sink, run_jobs):
     assert [r["id"] for r in mine["items"]] == [rid]
 
 
+@BOTH
 def test_bulk_request_to_fifty_companies(app, client, world, smtp_sink, run_jobs):
     """« Relevés bancaires de décembre » to fifty clients at once, each into its own
     Banque folder, found by path; each company's client is told once."""
@@ -184,6 +191,7 @@ def test_bulk_request_to_fifty_companies(app, client, world, smtp_sink, run_jobs
     assert resp.status_code == 404
 
 
+@BOTH
 def test_a_reminders_pass_in_bulk_sends_each_once_and_none_after_closing(
         app, client, world, smtp_sink, run_jobs):
     """Thirty requests due the same day: one already reminded for that step by another
@@ -232,3 +240,58 @@ def test_a_reminders_pass_in_bulk_sends_each_once_and_none_after_closing(
                  headers=world.staff.headers)
     assert document_requests.reminders_pass(at("2026-02-10")) == 27
     assert document_requests.reminders_pass(at("2026-02-10", 20)) == 0
+
+
+@BOTH
+def test_two_workers_running_the_passes_at_once_send_each_thing_once(app, client, world):
+    """Two workers (threads with their own database connections) run the reminders pass
+    and the digest pass at the same moment: each reminder is recorded and mailed once,
+    each user gets one digest, each waiting row is grouped into exactly one."""
+    import threading
+
+    from ged import document_requests, notifications
+    from ged.db import db, new_id
+    from ged.models import Notification, RequestReminder, User, utcnow
+
+    for i in range(40):
+        client.post(f"/api/v1/companies/{world.company_a.id}/requests",
+                    json={"title": f"Pièce {i:02d}", "due_date": "2026-02-10"},
+                    headers=world.staff.headers)
+    from ged.models import DocumentRequest
+
+    DocumentRequest.update(created_at=at("2026-01-20")).execute()
+    staff = [u.id for u in User.select().where(User.role.in_(["admin", "staff"]))]
+    Notification.insert_many([
+        {"id": new_id(), "firm": world.firm.id, "user": staff[i % len(staff)],
+         "event_key": f"document:race{i}:{staff[i % len(staff)]}", "topic": "new_documents",
+         "subject": f"piece-{i}.pdf", "body": "-", "link": None, "status": "daily",
+         "created_at": utcnow()} for i in range(60)]).execute()
+    morning = (utcnow() + dt.timedelta(days=1)).astimezone(notifications.PARIS).replace(hour=9)
+
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def worker():
+        try:
+            with db.connection_context():
+                barrier.wait()
+                results.append((document_requests.reminders_pass(at("2026-02-07")),
+                                notifications.digest_pass(morning)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r for r, _ in results) == 40
+    assert sum(d for _, d in results) == len(staff)
+    assert RequestReminder.select().count() == 40
+    assert Notification.select().where(Notification.event_key.startswith("request:reminder")) \
+        .count() == 40
+    digests = list(Notification.select().where(Notification.topic == "digest"))
+    assert sorted(d.user_id for d in digests) == sorted(staff)
+    grouped = Notification.select().where(Notification.event_key.startswith("document:race"))
+    assert {n.status for n in grouped} == {"grouped"}
+    assert {n.digest_id for n in grouped} == {d.id for d in digests}
