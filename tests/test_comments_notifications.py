@@ -79,6 +79,42 @@ def test_thread_and_internal_notes_never_reach_a_client(app, client, web, world,
 
 
 @BOTH
+def test_an_export_for_the_client_holds_no_internal_note(app, client, web, world, tmp_path,
+                                                         ged_cli):
+    """The company's archive the firm hands back to its client (the API, the page and
+    `ged export` alike) holds the documents, the thread's public side is not lost in
+    the audit trail, and no internal note: not its text, not in any file of the ZIP."""
+    import json
+    import zipfile
+
+    doc = _doc(world, "facture-dupont.pdf")
+    url = f"/api/v1/documents/{doc.id}/comments"
+    h = world.staff.headers
+    assert client.post(url, json={"body": "Merci pour la facture."}, headers=h).status_code == 201
+    assert client.post(url, json={"body": f"{NOTE} : à vérifier avec l'expert",
+                                  "internal": True}, headers=h).status_code == 201
+    archives = {
+        "api": client.get(f"/api/v1/companies/{world.company_a.id}/export", headers=h).data,
+        "page": web(world.staff).get(f"/entreprises/{world.company_a.id}/export").get_data(),
+    }
+    out = tmp_path / "cli.zip"
+    result = ged_cli("export", "--company", world.company_a.id, out)
+    assert result.returncode == 0, result.stderr
+    archives["cli"] = out.read_bytes()
+    for how, data in archives.items():
+        assert data[:2] == b"PK", how
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = {name: zf.read(name) for name in zf.namelist()}
+        manifest = json.loads(members["manifest.json"])
+        assert [e["name"] for e in manifest["documents"]] == ["facture-dupont.pdf"], how
+        trail = [json.loads(line) for line in members["audit.jsonl"].splitlines()]
+        assert "comment.added" in {e["action"] for e in trail}, how
+        for name, content in members.items():
+            assert NOTE.encode() not in content, (how, name)
+            assert "vérifier avec l'expert".encode() not in content, (how, name)
+
+
+@BOTH
 def test_preferences_defaults_and_changes(app, client, world):
     me = "/api/v1/me/notifications"
     assert client.get(me, headers=world.staff.headers).get_json() == {
@@ -103,7 +139,7 @@ def test_daily_digest_groups_a_hundred_deposits_into_one_message(app, world, smt
     """The staff member takes new documents in a daily digest (the default): a hundred
     deposits make one message the next morning, and a second pass makes no other."""
     from ged import documents, notifications, runtime
-    from ged.models import Notification
+    from ged.models import Document, Notification
     from ged.storage import stage_bytes
 
     cfg = runtime.config()
@@ -131,6 +167,17 @@ def test_daily_digest_groups_a_hundred_deposits_into_one_message(app, world, smt
     assert "100 nouveautés" in digests[0].message["Subject"]
     html = digests[0].message.get_body(("html",)).get_content()
     assert "Cabinet Un" in html and "#1f4e79" in html
+    # Each item links straight to its document's page, not to the home page.
+    first = Document.get(Document.name == "ticket-0-0.pdf")
+    base = runtime.config().public_url
+    text = text.replace("\r\n", "\n")
+    assert f"- A of Cabinet Un : ticket-0-0.pdf\n  {base}/documents/{first.id}" in text
+    assert text.count(f"{base}/documents/") == 30  # the lines shown; the rest is counted
+    assert f"Voir : {base}/\n" not in text
+    assert f'<a href="{base}/documents/{first.id}"' in html
+    assert re.search(r'<a href="[^"]*/documents/%s"[^>]*>A of Cabinet Un : ticket-0-0\.pdf</a>'
+                     % first.id, html)
+    assert f'href="{base}/"' not in html
 
 
 @BOTH
