@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from . import notifications, permissions
-from .models import Company, Delivery, Document, Folder
+from .models import Company, Connection, Delivery, Document, Folder
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,6 @@ def delivery_failed(delivery_id: str) -> list[str]:
         return []
     doc = Document.get_by_id(delivery.document_id)
     company = Company.get_by_id(delivery.company_id)
-    from .models import Connection
-
     conn = Connection.get_or_none(Connection.id == delivery.connection_id)
     name = conn.name if conn else "connexion supprimée"
     body = (f"L'envoi de « {doc.name} » ({company.name}) vers « {name} » a échoué.\n\n"

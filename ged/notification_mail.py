@@ -10,7 +10,8 @@ from email.utils import formataddr
 
 from markupsafe import escape
 
-from . import runtime
+from . import mail, runtime
+from .firms import ink_for
 from .models import Firm, Notification, User
 
 LOGO_MAX_BYTES = 512 * 1024
@@ -59,13 +60,12 @@ def _paragraph(text: str, color: str) -> str:
     return out + f"<ul style=\"margin:0 0 12px;padding-left:20px\">{lis}</ul>"
 
 
-def build(row: Notification, user: User, firm: Firm) -> EmailMessage:
+def build(row: Notification, user: User, firm: Firm, *, unsubscribe: str, topic_label: str,
+          preferences: str) -> EmailMessage:
     """The message for one notification row (its Message-ID derives from the row's id,
-    the same on every retry)."""
-    from . import mail, notifications
-
+    the same on every retry): ``unsubscribe`` is its one-click link, ``topic_label``
+    what the user follows, ``preferences`` the link to their settings."""
     cfg = runtime.config()
-    unsubscribe = notifications.unsubscribe_url(user.id, row.topic)
     msg = EmailMessage()
     msg["From"] = formataddr((firm.name, cfg.mail_from))
     msg["To"] = formataddr((user.name, user.email))
@@ -74,17 +74,14 @@ def build(row: Notification, user: User, firm: Firm) -> EmailMessage:
     msg["Auto-Submitted"] = "auto-generated"
     msg["List-Unsubscribe"] = f"<{unsubscribe}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    label = notifications.TOPIC_LABELS.get(row.topic, "ces messages")
-    footer = (f"Vous recevez ce message car vous suivez {label} dans l'espace documentaire "
-              f"de {firm.name}. Pour ne plus le recevoir : {unsubscribe}\n"
-              f"Vos préférences : {notifications.link('/notifications')}")
+    footer = (f"Vous recevez ce message car vous suivez {topic_label} dans l'espace "
+              f"documentaire de {firm.name}. Pour ne plus le recevoir : {unsubscribe}\n"
+              f"Vos préférences : {preferences}")
     text = f"Bonjour {user.name},\n\n{row.body}\n\n"
     if row.link:
         text += f"Voir : {row.link}\n\n"
     msg.set_content(text + "-- \n" + footer + "\n")
     color = _color(firm)
-    from .firms import ink_for
-
     ink = ink_for(color)
     logo = _logo(firm)
     paragraphs = "".join(_paragraph(p, color) for p in row.body.split("\n\n"))
@@ -101,9 +98,9 @@ def build(row: Notification, user: User, firm: Firm) -> EmailMessage:
         "<div style=\"padding:20px;max-width:640px\">"
         f"<p>Bonjour {escape(user.name)},</p>{paragraphs}{button}</div>"
         "<div style=\"padding:12px 20px;color:#666;font-size:12px;border-top:1px solid #ddd\">"
-        f"Vous recevez ce message car vous suivez {escape(label)}. "
+        f"Vous recevez ce message car vous suivez {escape(topic_label)}. "
         f"<a href=\"{escape(unsubscribe)}\">Se désabonner</a> · "
-        f"<a href=\"{escape(notifications.link('/notifications'))}\">Mes notifications</a>"
+        f"<a href=\"{escape(preferences)}\">Mes notifications</a>"
         "</div></body></html>")
     msg.add_alternative(html, subtype="html")
     if logo:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from . import runtime
+from . import mail, notification_mail, queue, runtime
 from .db import new_id, transaction
 from .errors import Invalid
 from .models import (Company, Firm, Notification, NotificationSetting, StaffAssignment, User,
@@ -214,19 +214,14 @@ def dispatch(ids: list[str]) -> None:
     """Enqueue the sending of recorded rows, ``BATCH`` rows a job (each row is still
     claimed, sent and retried on its own); Redis away is logged, the periodic pass
     picks them up."""
-    from . import queue
-
-    if len(ids) == 1:
-        jobs = [("ged.tasks.send_notification", ids[0], f"notify-{ids[0]}")]
-    else:
-        jobs = [("ged.tasks.send_notifications", ids[s:s + BATCH], f"notify-batch-{new_id()}")
-                for s in range(0, len(ids), BATCH)]
-    for func, arg, job_id in jobs:
-        try:
-            queue.enqueue("default", func, arg, job_id=job_id)
-        except Exception:  # noqa: BLE001 - the pass re-enqueues pending rows
-            log.warning("could not enqueue %s; the periodic pass will", job_id)
-            return
+    try:
+        if len(ids) == 1:
+            queue.schedule_notification(ids[0])
+        else:
+            for start in range(0, len(ids), BATCH):
+                queue.schedule_notifications(ids[start:start + BATCH], new_id())
+    except Exception:  # noqa: BLE001 - the pass re-enqueues pending rows
+        log.warning("could not enqueue %d notification(s); the periodic pass will", len(ids))
 
 
 def notify(messages: list[Message]) -> list[str]:
@@ -247,8 +242,6 @@ def link(path: str) -> str:
 def send(notification_id: str) -> str:
     """Send one row (a job): claimed first, so two workers never both send it; retried
     on the delivery schedule when the relay fails, then ``failed``."""
-    from . import mail, notification_mail
-
     now = utcnow()
     claimed = Notification.update(status="sending", attempts=Notification.attempts + 1,
                                   sent_at=now).where(
@@ -260,7 +253,10 @@ def send(notification_id: str) -> str:
     try:
         if not user.active:
             raise PermissionError("user disabled")
-        mail.send(notification_mail.build(row, user, Firm.get_by_id(row.firm_id)))
+        mail.send(notification_mail.build(
+            row, user, Firm.get_by_id(row.firm_id), unsubscribe=unsubscribe_url(user.id, row.topic),
+            topic_label=TOPIC_LABELS.get(row.topic, "ces messages"),
+            preferences=link("/notifications")))
     except Exception as exc:  # noqa: BLE001 - any relay failure is retried the same way
         schedule = runtime.config().delivery_retry_schedule
         final = (row.attempts > len(schedule) or isinstance(exc, (mail.MailNotConfigured,
@@ -268,11 +264,8 @@ def send(notification_id: str) -> str:
         Notification.update(status="failed" if final else "pending", last_error=str(exc)[:2000],
                             sent_at=None).where(Notification.id == row.id).execute()
         if not final:
-            from . import queue
-
             try:
-                queue.enqueue_in(schedule[row.attempts - 1], "default",
-                                 "ged.tasks.send_notification", row.id, job_id=f"notify-{row.id}")
+                queue.schedule_notification(row.id, schedule[row.attempts - 1])
             except Exception:  # noqa: BLE001 - the periodic pass re-enqueues
                 log.warning("could not schedule the retry of notification %s", row.id)
         return "failed" if final else "retry"
@@ -298,15 +291,13 @@ def send_many(notification_ids: list[str]) -> dict:
 def requeue_pending(now: dt.datetime | None = None, limit: int = 1000) -> int:
     """The periodic pass's part: rows pending for a minute with no job, and rows left
     ``sending`` by a worker that died, are enqueued again."""
-    from . import queue
-
     now = now or utcnow()
     Notification.update(status="pending").where(
         (Notification.status == "sending") & (Notification.sent_at < now - STUCK_SENDING)).execute()
     ids = [n.id for n in Notification.select(Notification.id).where(
         (Notification.status == "pending")
         & (Notification.created_at < now - dt.timedelta(seconds=60))).limit(limit)]
-    ids = [i for i in ids if not queue.job_pending(f"notify-{i}")]
+    ids = [i for i in ids if not queue.job_pending(queue.notification_job_id(i))]
     dispatch(ids)
     return len(ids)
 

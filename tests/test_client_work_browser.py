@@ -113,7 +113,7 @@ def test_comment_thread_and_notification_settings(people, world):
     from playwright.sync_api import expect
 
     from ged import documents, runtime
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     cfg = runtime.config()
     achats = world.folder(world.company_a, ANNUAL, "Achats")

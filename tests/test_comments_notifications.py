@@ -20,7 +20,7 @@ NOTE = "Note-interne-secrete-9Z"
 
 def _doc(world, name="facture.pdf", actor=None):
     from ged import documents, runtime
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     cfg = runtime.config()
     achats = world.folder(world.company_a, "Dossier comptable annuel 2026", "Achats")
@@ -140,7 +140,7 @@ def test_daily_digest_groups_a_hundred_deposits_into_one_message(app, world, smt
     deposits make one message the next morning, and a second pass makes no other."""
     from ged import documents, notifications, runtime
     from ged.models import Document, Notification
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     cfg = runtime.config()
     achats = world.folder(world.company_a, "Dossier comptable annuel 2026", "Achats")
@@ -183,7 +183,7 @@ def test_daily_digest_groups_a_hundred_deposits_into_one_message(app, world, smt
 @BOTH
 def test_rejection_tells_the_client_at_once_with_the_reason(app, world, smtp_sink, run_jobs,
                                                             webhook_receiver, drain_deliveries):
-    from ged import deliveries, forwarding, integrations, switches
+    from ged import deliveries, integrations, switches
     from ged.models import Connection, Delivery
 
     admin = world.admin.user
@@ -195,10 +195,10 @@ def test_rejection_tells_the_client_at_once_with_the_reason(app, world, smtp_sin
     doc = _doc(world, "ticket-flou.pdf")
     drain_deliveries()
     delivery = Delivery.get(Delivery.document == doc.id)
-    forwarding.record_verdict(delivery, Connection.get_by_id(conn.id), "rejected",
-                              "Montant illisible, merci de rescanner")
-    forwarding.record_verdict(Delivery.get_by_id(delivery.id), Connection.get_by_id(conn.id),
-                              "rejected", "Montant illisible, merci de rescanner")
+    deliveries.record_verdict(delivery, Connection.get_by_id(conn.id), "rejected",
+                               "Montant illisible, merci de rescanner")
+    deliveries.record_verdict(Delivery.get_by_id(delivery.id), Connection.get_by_id(conn.id),
+                               "rejected", "Montant illisible, merci de rescanner")
     run_jobs(["default"])
     told = [m for m in smtp_sink.to(world.client_a.user.email)
             if "À remplacer" in m.message["Subject"]]

@@ -33,7 +33,7 @@ def test_a_request_told_reminded_answered_and_forwarded(
     the client is told, reminded 3 days before (once, however many passes run), deposits
     against the request, which closes it, and the folder's switch sends the file to the
     tool; no reminder comes after that."""
-    from ged import document_requests, tasks
+    from ged import document_requests, jobs
     from ged.models import DocumentRequest, RequestReminder
 
     banque = world.folder(world.company_a, "Dossier comptable annuel 2026", "Banque")
@@ -65,7 +65,7 @@ def test_a_request_told_reminded_answered_and_forwarded(
     assert document_requests.reminders_pass(at("2026-01-08")) == 0
     assert document_requests.reminders_pass(at("2026-01-12")) == 1
     assert document_requests.reminders_pass(at("2026-01-12", 15)) == 0
-    tasks.client_work(at("2026-01-12", 18).isoformat())  # the worker's periodic pass
+    jobs.client_work(at("2026-01-12", 18).isoformat())  # the worker's periodic pass
     run_jobs(["default"])
     reminders = [m for m in smtp_sink.to(world.client_a.user.email)
                  if m.message["Subject"].endswith("Rappel : Relevés bancaires de décembre")]

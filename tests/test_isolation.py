@@ -321,7 +321,7 @@ def test_web_filters_and_forms_never_take_another_tenants_ids(app, web, world, v
         for method in ("GET", "POST"):
             for rule in app.url_map.iter_rules():
                 if (not rule.endpoint.startswith("web.") or method not in rule.methods
-                        or rule.endpoint in ("web.logout", "web.login", "web.static")):
+                        or rule.endpoint in ("web.auth.logout", "web.auth.login", "web.static")):
                     continue
                 url = _web_url(app, rule, own) if rule.arguments else rule.rule
                 if url is None or "<" in url:

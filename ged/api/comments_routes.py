@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from .. import comments, notifications, permissions
-from . import route
+from .routing import reply, route
 
 S = {"type": "string"}
 COMMENT_SCHEMA = {"type": "object", "required": ["id", "author", "body", "internal", "created_at"],
@@ -40,9 +40,7 @@ def list_comments(user, id):
 def add_comment(user, id, data):
     doc = permissions.document_for(user, id)
     comment = comments.add(user, doc, data["body"], data.get("internal", False))
-    response = jsonify(comments.comment_dict(comment))
-    response.status_code = 201
-    return response
+    return reply(comments.comment_dict(comment), 201)
 
 
 @route("GET", "/me/notifications", summary="What the caller is told by e-mail", tag="accounts",

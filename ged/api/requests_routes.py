@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 
 from .. import document_requests as requests_
 from .. import documents, permissions
 from ..errors import Invalid
 from ..models import DocumentRequest
-from ..storage import stage
-from . import PAGE_QUERY, page_params, paginate, route
+from .routing import PAGE_QUERY, page_params, paginate, reply, route
 from .folders_routes import DOCUMENT_SCHEMA, WARNING_SCHEMA
 
 S = {"type": "string"}
@@ -31,12 +30,6 @@ LIST_SCHEMA = {"type": "object", "required": ["items", "next_cursor"],
                               "next_cursor": NULLS}}
 TITLE = {"type": "string", "minLength": 1, "maxLength": 200}
 DESCRIPTION = {"type": ["string", "null"], "maxLength": 5000}
-
-
-def _created(payload):
-    response = jsonify(payload)
-    response.status_code = 201
-    return response
 
 
 @route("GET", "/requests", summary="Document requests the caller may see (a client: its "
@@ -80,7 +73,7 @@ def get_request(user, id):
 def create_request(user, id, data):
     company = permissions.company_for(user, id)
     req = requests_.create(user, company, **data)
-    return _created(requests_.request_dict(req, user, []))
+    return reply(requests_.request_dict(req, user, []), 201)
 
 
 @route("POST", "/requests/bulk", summary="One request per company, the folder found by its "
@@ -98,7 +91,7 @@ def bulk_requests(user, data):
                                  description=data.get("description"),
                                  folder_path=data.get("folder_path"),
                                  due_date=data.get("due_date"))
-    return _created({"items": [requests_.request_dict(r, user, []) for r in made]})
+    return reply({"items": [requests_.request_dict(r, user, []) for r in made]}, 201)
 
 
 @route("POST", "/requests/{id}/documents", summary="Deposit files (field file) against a "
@@ -109,22 +102,13 @@ def bulk_requests(user, data):
                                        "warnings": {"type": "array", "items": WARNING_SCHEMA}}}})
 def request_documents(user, id):
     req = requests_.request_for(user, id)
-    cfg = current_app.config["GED"]
     files = request.files.getlist("file")
     if not files:
         raise Invalid('Send the file(s) in a multipart field named "file".', "no_file")
-    uploads = []
-    try:
-        for f in files:
-            uploads.append(documents.Upload(f.filename or "", stage(f.stream, cfg.data_dir,
-                                                                    cfg.max_upload_bytes)))
-    except BaseException:
-        for u in uploads:
-            u.staged.discard()
-        raise
+    uploads = documents.stage_uploads((f.filename or "", f.stream) for f in files)
     docs = requests_.deposit(user, req, uploads, "api")
-    return _created({"items": [documents.document_dict(d, user) for d in docs],
-                     "warnings": documents.warnings_of(docs)})
+    return reply({"items": [documents.document_dict(d, user) for d in docs],
+                  "warnings": documents.warnings_of(docs)}, 201)
 
 
 @route("PATCH", "/requests/{id}", summary="Reopen (the reason in description), cancel, mark "
@@ -147,6 +131,4 @@ def remind_request(user, id):
     req = requests_.request_for(user, id)
     permissions.require_role(user, "admin", "staff")
     requests_.remind(user, req)
-    response = jsonify(requests_.request_dict(requests_.request_for(user, id), user))
-    response.status_code = 202
-    return response
+    return reply(requests_.request_dict(requests_.request_for(user, id), user), 202)

@@ -3,17 +3,13 @@ other; firm users may add internal notes, which a client's page never contains."
 
 from __future__ import annotations
 
-from flask import flash, redirect, request, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user, login_required
 
-from .. import comments, permissions
+from .. import comments, french, permissions
 from ..errors import GedError
-from . import ERROR_FR, bp, french
 
-ERROR_FR.update({
-    "body_required": "Écrivez un message avant de l'envoyer.",
-    "body_too_long": "Ce message est trop long (10 000 caractères au plus).",
-})
+bp = Blueprint("comments", __name__)
 
 
 @bp.app_template_global()
@@ -33,5 +29,5 @@ def comment_add(document_id):
         comments.add(current_user, doc, request.form.get("body", ""), internal)
         flash("Note interne ajoutée." if internal else "Message envoyé.", "success")
     except GedError as exc:
-        flash(french(exc), "error")
-    return redirect(url_for("web.document_page", document_id=doc.id) + "#commentaires")
+        flash(french.error(exc), "error")
+    return redirect(url_for("web.documents.document_page", document_id=doc.id) + "#commentaires")

@@ -4,17 +4,13 @@ form token, the signed link is the authorisation."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import notifications
+from .. import french, notifications
 from ..errors import GedError
-from . import ERROR_FR, bp, french
 
-ERROR_FR.update({
-    "invalid_unsubscribe": "Ce lien de désabonnement n'est pas valide.",
-    "invalid_preference": "Ce choix n'est pas possible.",
-})
+bp = Blueprint("notifications", __name__)
 
 
 @bp.record
@@ -43,8 +39,8 @@ def notifications_page():
             notifications.set_preferences(current_user, data)
             flash("Vos préférences de notification sont enregistrées.", "success")
         except GedError as exc:
-            flash(french(exc), "error")
-        return redirect(url_for("web.notifications_page"))
+            flash(french.error(exc), "error")
+        return redirect(url_for("web.notifications.notifications_page"))
     return render_template("notifications/settings.html", prefs=prefs)
 
 
@@ -55,7 +51,7 @@ def unsubscribe(token):
     try:
         user, topic = notifications.read_unsubscribe_token(token)
     except GedError as exc:
-        return render_template("error.html", code=404, message=french(exc)), 404
+        return render_template("error.html", code=404, message=french.error(exc)), 404
     label = notifications.TOPIC_LABELS.get(topic, topic)
     if request.method == "POST":
         notifications.unsubscribe(token)

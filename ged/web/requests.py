@@ -9,26 +9,17 @@ reopen with a reason, and move a date.
 
 from __future__ import annotations
 
-from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import document_requests as requests_
-from .. import documents, folders, permissions
+from .. import documents, folders, french, permissions
 from ..errors import GedError, NotFound
 from ..models import Company, DocumentRequest, Folder
-from ..storage import stage
-from . import ERROR_FR, bp, french
+from .links import return_to
 
-ERROR_FR.update({
-    "title_required": "Donnez un intitulé à la demande.",
-    "title_too_long": "L'intitulé dépasse 200 caractères.",
-    "invalid_due_date": "La date d'échéance n'est pas valide (JJ/MM/AAAA).",
-    "reason_required": "Indiquez au client pourquoi la demande est rouverte.",
-    "request_cancelled": "Cette demande a été annulée.",
-    "request_closed": "Seule une demande ouverte peut être relancée.",
-    "no_company": "Choisissez au moins une entreprise.",
-    "folder_not_shared": "Ce dossier est réservé au cabinet : le client ne le voit pas.",
-})
+bp = Blueprint("requests", __name__)
+
 STATUS_LABELS = {"open": "Ouverte", "fulfilled": "Reçue", "cancelled": "Annulée"}
 
 
@@ -96,10 +87,10 @@ def company_requests(company_id):
                                    folder_id=request.form.get("folder_id") or None,
                                    due_date=request.form.get("due_date") or None)
         except GedError as exc:
-            flash(french(exc), "error")
-            return redirect(url_for("web.company_requests", company_id=company.id))
+            flash(french.error(exc), "error")
+            return redirect(url_for("web.requests.company_requests", company_id=company.id))
         flash("Demande envoyée au client.", "success")
-        return redirect(url_for("web.request_page", request_id=req.id))
+        return redirect(url_for("web.requests.request_page", request_id=req.id))
     rows = _sorted(requests_.visible(current_user).where(DocumentRequest.company == company.id))
     choices = [f for f in folders.subtree(folders.root_of(company)).order_by(Folder.path)
                if f.trashed_at is None and not f.firm_only]
@@ -125,7 +116,7 @@ def bulk_request():
                                          folder_path=form.get("folder_path"),
                                          due_date=form.get("due_date") or None)
         except GedError as exc:
-            message = french(exc)
+            message = french.error(exc)
             if exc.code == "folder_path_not_found":
                 message = ("Ce chemin de dossier n'existe pas (ou est réservé au cabinet) "
                            "dans : " + exc.message.partition(" in: ")[2])
@@ -134,7 +125,7 @@ def bulk_request():
             flash(message, "error")
             return render_template("requests/bulk.html", companies=companies, form=form), 400
         flash(f"{len(made)} demande(s) envoyée(s).", "success")
-        return redirect(url_for("web.requests_page"))
+        return redirect(url_for("web.requests.requests_page"))
     return render_template("requests/bulk.html", companies=companies, form={})
 
 
@@ -155,21 +146,15 @@ def request_page(request_id):
 def request_deposit(request_id):
     """Deposit against a request (form or the drop zone's XHR, JSON per file)."""
     req = requests_.request_for(current_user, request_id)
-    cfg = current_app.config["GED"]
     wants_json = request.accept_mimetypes.best == "application/json"
-    uploads = []
     try:
-        for f in request.files.getlist("file"):
-            if f.filename:
-                uploads.append(documents.Upload(f.filename, stage(f.stream, cfg.data_dir,
-                                                                  cfg.max_upload_bytes)))
+        uploads = documents.stage_uploads((f.filename, f.stream)
+                                          for f in request.files.getlist("file") if f.filename)
         docs = requests_.deposit(current_user, req, uploads, "web")
     except GedError as exc:
-        for u in uploads:
-            u.staged.discard()
         if wants_json:
-            return jsonify({"error": {"code": exc.code, "message": french(exc)}}), exc.status
-        flash(french(exc), "error")
+            return jsonify({"error": {"code": exc.code, "message": french.error(exc)}}), exc.status
+        flash(french.error(exc), "error")
         return redirect(_back(req))
     if wants_json:
         return jsonify({"items": [{"id": d.id, "name": d.name} for d in docs]}), 201
@@ -178,9 +163,7 @@ def request_deposit(request_id):
 
 
 def _back(req) -> str:
-    from . import return_to
-
-    return return_to(url_for("web.request_page", request_id=req.id))
+    return return_to(url_for("web.requests.request_page", request_id=req.id))
 
 
 @bp.post("/demandes/<request_id>/modifier")
@@ -200,9 +183,10 @@ def request_update(request_id):
         flash({"cancel": "Demande annulée.", "fulfil": "Demande marquée comme reçue.",
                "reopen": "Demande rouverte : le client est prévenu.",
                "date": "Échéance modifiée."}[action], "success")
+
     except GedError as exc:
-        flash(french(exc), "error")
-    return redirect(url_for("web.request_page", request_id=req.id))
+        flash(french.error(exc), "error")
+    return redirect(url_for("web.requests.request_page", request_id=req.id))
 
 
 @bp.post("/demandes/<request_id>/relancer")
@@ -215,5 +199,5 @@ def request_remind(request_id):
         requests_.remind(current_user, req)
         flash("Relance envoyée au client.", "success")
     except GedError as exc:
-        flash(french(exc), "error")
-    return redirect(url_for("web.request_page", request_id=req.id))
+        flash(french.error(exc), "error")
+    return redirect(url_for("web.requests.request_page", request_id=req.id))
