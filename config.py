@@ -117,6 +117,9 @@ class Config:
     ocr_slice_seconds: float = 20.0  # an OCR job's turn before another document's
     extract_max_attempts: int = 3  # extraction attempts that crashed before "failed"
     reconcile_interval: float = 30.0
+    # Days from a request's due date on which its reminders are mailed (issue 21).
+    request_reminder_days: list[int] = field(default_factory=lambda: [-3, 0, 7, 14, 21])
+    digest_hour: int = 7  # local hour (Europe/Paris) after which the daily digest goes out
     # Seconds a stopping worker lets its current job finish before abandoning it
     # (the job is put back on its queue and runs again).
     worker_stop_grace: float = 8.0
@@ -168,6 +171,9 @@ class Config:
             ocr_slice_seconds=float(env.get("GED_OCR_SLICE_SECONDS", "20")),
             extract_max_attempts=max(1, int(env.get("GED_EXTRACT_MAX_ATTEMPTS", "3"))),
             reconcile_interval=float(env.get("GED_RECONCILE_INTERVAL", "30")),
+            request_reminder_days=sorted({int(float(d)) for d in _seconds_list(
+                env.get("GED_REQUEST_REMINDER_DAYS"), [-3, 0, 7, 14, 21])}),
+            digest_hour=int(env.get("GED_DIGEST_HOUR", "7")),
             worker_stop_grace=float(env.get("GED_WORKER_STOP_GRACE", "8")),
             session_cookie_secure=(
                 _bool(env["GED_SECURE_COOKIES"]) if env.get("GED_SECURE_COOKIES") else None

@@ -140,7 +140,7 @@ class Harness:
         if url:
             self.redis_url, self.external_redis = url, True
         else:
-            from ged.queue import EmbeddedRedis
+            from ged.fleet import EmbeddedRedis
 
             self.redis = EmbeddedRedis(self.tmp / "redis").start()
             self.redis_url = self.redis.url

@@ -81,7 +81,7 @@ class Run:
         import psycopg2
 
         from config import Config
-        from ged import queue, runtime
+        from ged import fleet, runtime
         from ged.schema import migrate
 
         conn = psycopg2.connect(PG_URL, connect_timeout=5)
@@ -89,7 +89,7 @@ class Run:
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA {self.schema}")
         conn.close()
-        self.redis = queue.EmbeddedRedis(self.tmp / "redis").start()
+        self.redis = fleet.EmbeddedRedis(self.tmp / "redis").start()
         sep = "&" if "?" in PG_URL else "?"
         url = f"{PG_URL}{sep}options=-csearch_path%3D{self.schema}"
         data_dir = self.tmp / "data"
@@ -113,9 +113,11 @@ class Run:
     def build(self) -> dict:
         """The firm, its companies and folders (through ged), then documents, blobs and
         search rows in bulk; returns timings of each step."""
-        from ged import accounts, companies, search, search_postgres
+        from ged import accounts, companies, search
         from ged.db import db
         from ged.models import Folder
+        from ged.search import source
+        from ged.search.postgres import analysis, writer
 
         from bench import corpus
 
@@ -185,12 +187,12 @@ class Run:
         # The search rows, with the backend's own tsvector expression; blobs and folders
         # are analysed once each, documents only for their names.
         t0 = time.monotonic()
-        names = search._folder_names([f.path for f in Folder.select(Folder.path)])
+        names = source.folder_names([f.path for f in Folder.select(Folder.path)])
         folder_rows = []
         for f in Folder.select(Folder.id, Folder.path):
             ids = [p for p in f.path.split("/") if p]
             folder_rows.append((f.id, f.path, "/" + "/".join(names.get(i, "") for i in ids[1:])))
-        words = search_postgres._words
+        words = analysis.tsvector_sql
         with db.atomic():
             db.execute_sql("SET LOCAL synchronous_commit = off")
             db.execute_sql("CREATE TEMP TABLE bench_folder_tsv (folder_id text PRIMARY KEY, "
@@ -201,7 +203,7 @@ class Run:
                            [(i, p, nm.replace("/", " ")) for i, p, nm in folder_rows], page_size=500)
             db.execute_sql("CREATE TEMP TABLE bench_blob_tsv AS SELECT sha256, "
                            f"setweight({words('left(text, %s)')}, 'D') AS tsv FROM blob",
-                           (search_postgres.INDEX_CHARS,))
+                           (writer.INDEX_CHARS,))
             db.execute_sql("ALTER TABLE bench_blob_tsv ADD PRIMARY KEY (sha256)")
             db.execute_sql("DROP INDEX IF EXISTS search_entry_tsv_rum")
             db.execute_sql("DROP INDEX IF EXISTS search_entry_tsv_gin")
@@ -225,15 +227,15 @@ class Run:
 
     def text_index(self, kind: str) -> dict:
         """(Re)build the text index as ``kind`` (rum or gin); returns its build time and size."""
-        from ged import search_postgres
         from ged.db import db
+        from ged.search.postgres import schema
 
         db.execute_sql("DROP INDEX IF EXISTS search_entry_tsv_rum")
         db.execute_sql("DROP INDEX IF EXISTS search_entry_tsv_gin")
         db.execute_sql("SET maintenance_work_mem = '1GB'")
         t0 = time.monotonic()
         if kind == "rum":
-            rum = search_postgres._rum_schema()
+            rum = schema.rum_schema()
             db.execute_sql(f"CREATE INDEX search_entry_tsv_rum ON search_entry USING rum "
                            f"(tsv {rum}.rum_tsvector_addon_ops, deposited_at) "
                            f"WITH (attach = 'deposited_at', to = 'tsv')")
@@ -241,8 +243,8 @@ class Run:
             db.execute_sql("CREATE INDEX search_entry_tsv_gin ON search_entry USING gin (tsv)")
         seconds = time.monotonic() - t0
         db.execute_sql("RESET maintenance_work_mem")
-        search_postgres.forget()
-        assert search_postgres._kind() == kind
+        schema.forget()
+        assert schema.kind() == kind
         size = db.execute_sql(f"SELECT pg_size_pretty(pg_relation_size("
                               f"'search_entry_tsv_{kind}'))").fetchone()[0]
         return {"build_s": round(seconds, 1), "size": size}
@@ -301,8 +303,9 @@ class Run:
 
     def plan(self, q: str, company_id: str | None = None) -> str:
         """The access path ged chooses for a query, and the plan of its candidate query."""
-        from ged import search, search_postgres
+        from ged import search
         from ged.db import db
+        from ged.search.postgres import query as search_postgres
 
         scope = search.scope_for(self.admin, company_id=company_id)
         tsquery = search_postgres.build_tsquery(search.parse(q))
@@ -348,9 +351,9 @@ class Run:
         """The same deposit path to local disk, then to S3 (SeaweedFS on this machine)."""
         from fixtures.seaweed import start_seaweed
 
-        from ged import documents, runtime, storage
+        from ged import documents, runtime
+        from ged.blobs import stage_bytes
         from ged.models import Folder
-        from ged.storage import stage_bytes
 
         from bench import corpus
 
@@ -366,7 +369,6 @@ class Run:
         for label, url in stores.items():
             self.cfg.storage_url = url
             self.cfg.s3_endpoint_url = self.seaweed.endpoint_url
-            storage._stores.pop(url, None)
 
             def deposit(_i):
                 counter[0] += 1
@@ -383,14 +385,14 @@ class Run:
 
     def whoosh(self, size: int, repeats: int) -> dict:
         """Whoosh at ``size`` documents of the same firm, the same queries."""
-        from ged import search, search_whoosh
         from ged.models import Document
+        from ged.search import source, whoosh
 
         ids = [r[0] for r in Document.select(Document.id).where(Document.firm == self.firm.id)
                .order_by(Document.id.desc()).limit(size).tuples()]
         self.cfg.search_backend = "whoosh"
         t0 = time.monotonic()
-        count = search_whoosh.rebuild(self.firm.id, search._stream(self.firm.id, ids))
+        count = whoosh.rebuild(self.firm.id, source.stream(self.firm.id, ids))
         build = time.monotonic() - t0
         try:
             figures = self.search_figures(repeats, f"whoosh {count}")

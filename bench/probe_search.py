@@ -33,7 +33,8 @@ def main(argv=None) -> int:
 
     from bench.corpus import company_of, document_text, search_queries
     from config import Config
-    from ged import runtime, search, search_whoosh as sw
+    from ged import runtime, search
+    from ged.search import whoosh as sw
 
     data_dir = args.dir or Path(tempfile.mkdtemp(prefix="probe-search-"))
     runtime.setup(Config.from_env(data_dir=data_dir, database_url=f"sqlite:///{data_dir}/x.db"))

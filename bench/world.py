@@ -66,7 +66,7 @@ def http_connection(firm: Firm, company, url: str, name: str = "Webhook"):
 def deposit_bytes(firm: Firm, target, files: list[tuple[str, bytes]], channel: str = "api"):
     """Deposit files through ged's one deposit path, as ``firm``'s admin."""
     from ged import documents, runtime
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     cfg = runtime.config()
     uploads = [documents.Upload(name, stage_bytes(data, cfg.data_dir, cfg.max_upload_bytes))

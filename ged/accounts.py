@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
 import secrets
 
@@ -19,13 +20,12 @@ from .names import control_character
 ROLES = ("admin", "staff", "client")
 FIRM_ROLES = ("admin", "staff")
 
+
 def _password_hasher() -> PasswordHasher:
     """Argon2id at the library's default cost unless GED_PASSWORD_HASH_TIME_COST,
     GED_PASSWORD_HASH_MEMORY_KIB or GED_PASSWORD_HASH_PARALLELISM say otherwise (the
     test suite lowers them; production keeps the defaults). Read at import, so every
     process of one deployment hashes alike."""
-    import os
-
     defaults = PasswordHasher()
     return PasswordHasher(
         time_cost=int(os.environ.get("GED_PASSWORD_HASH_TIME_COST") or defaults.time_cost),
@@ -170,6 +170,15 @@ def set_active(actor, user: User, active: bool) -> User:
                 (ApiToken.user == user.id) & ApiToken.revoked_at.is_null()).execute()
         audit.record(actor, "user.enabled" if active else "user.disabled", user,
                      company=user.company_id)
+    return User.get_by_id(user.id)
+
+
+def rename(actor, user: User, name: str) -> User:
+    """Change a user's display name."""
+    name = clean_name(name)
+    with transaction():
+        User.update(name=name).where(User.id == user.id).execute()
+        audit.record(actor, "user.renamed", user)
     return User.get_by_id(user.id)
 
 

@@ -5,15 +5,13 @@ personal data while their documents stay.
 The rule that decides whether one document may go for good lives in
 ``documents.delete_permanently`` (retention date, document hold, company hold);
 ``purge`` only picks the candidates and calls it. The export (``ged.export``) and
-the backups (``ged.backup``) have their own modules; their commands are gathered
-in ``COMMANDS`` here.
+the backups (``ged.backup``) have their own modules.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-import click
 import peewee as pw
 
 from . import audit, documents, permissions
@@ -52,6 +50,7 @@ def set_company_hold(actor: User, company: Company, hold: bool, reason: str | No
 
 
 def company_hold_dict(company: Company) -> dict:
+    """The API shape of a company's legal hold."""
     return {"id": company.id, "name": company.name, "legal_hold": company.legal_hold,
             "legal_hold_reason": company.legal_hold_reason}
 
@@ -150,57 +149,3 @@ def _ids_with_label(model, field, email: str, labels: set[str]) -> list[str]:
     rows = model.select(model.id, field).where(field.contains(email)).tuples()
     return [row_id for row_id, label in rows
             if label and (label in labels or email in label)]
-
-
-# --- commands ------------------------------------------------------------------------------
-
-
-@click.command("purge")
-@click.option("--dry-run", is_flag=True, help="list what would be removed, remove nothing")
-def purge_command(dry_run):
-    """Permanently remove trashed documents whose retention has ended."""
-    from .cli import _setup
-
-    _setup()
-    result = purge(dry_run=dry_run)
-    for entry in result["documents"]:
-        click.echo(f"{'would remove' if dry_run else 'removed'}: {entry['name']} "
-                   f"({entry['sha256'][:12]}, trashed {entry['trashed_at'][:10]} by "
-                   f"{entry['trashed_by'] or '?'}, kept until {entry['retain_until'] or '-'})")
-    for entry in result["kept"]:
-        click.echo(f"kept: {entry['name']}: {entry['reason']}")
-    if dry_run:
-        click.echo(f"{len(result['documents'])} document(s) would be removed (dry run)")
-    else:
-        click.echo(f"{result['removed']} document(s) removed, {result['blobs_freed']} blob(s) freed")
-
-
-@click.command("erase-user")
-@click.argument("email")
-@click.option("--yes", is_flag=True, help="do not ask for confirmation")
-def erase_user_command(email, yes):
-    """Erase a departed user's personal data; their documents and the audit trail stay."""
-    from .cli import _setup
-
-    _setup()
-    user = User.get_or_none(User.email == email.strip().lower())
-    if user is None:
-        raise click.ClickException("no such user")
-    if not yes:
-        click.confirm(f"Erase the personal data of {user.name} <{user.email}>? This cannot "
-                      "be undone", abort=True)
-    try:
-        name = erase_user("ged erase-user", user)
-    except Conflict as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"erased; their documents and audit events now name {name!r}")
-
-
-def _commands() -> list:
-    from .backup import backup_group, restore_command
-    from .export import export_command
-
-    return [purge_command, erase_user_command, export_command, backup_group, restore_command]
-
-
-COMMANDS = _commands()

@@ -94,6 +94,36 @@ def record(actor, action: str, obj=None, *, firm=None, company=None, details=Non
     return event
 
 
+def record_many(actor, action: str, items: list[tuple[object, dict | None]]) -> int:
+    """Append one event per (obj, details), same actor and action, chained exactly as
+    ``record`` chains them but written a few hundred per statement (a pass that
+    reminds 10,000 requests); each obj carries ``firm_id`` and ``company_id``."""
+    actor_id, label = actor_fields(actor)
+    by_firm: dict = {}
+    for obj, details in items:
+        by_firm.setdefault(obj.firm_id, []).append((obj, details))
+    with db.atomic():
+        for firm_id, entries in by_firm.items():
+            if is_postgres():
+                key = int(hashlib.sha256((firm_id or "system").encode()).hexdigest()[:15], 16)
+                db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+            last = (AuditEvent.select(AuditEvent.hash)
+                    .where(AuditEvent.firm == firm_id if firm_id else AuditEvent.firm.is_null())
+                    .order_by(AuditEvent.seq.desc()).first())
+            prev, rows, now = last.hash if last else GENESIS, [], utcnow()
+            for obj, details in entries:
+                event = AuditEvent(firm=firm_id, company_id=obj.company_id, actor_id=actor_id,
+                                   actor_label=label, action=action,
+                                   object_type=type(obj).__name__.lower(), object_id=str(obj.id),
+                                   details=details, firm_only=False, created_at=now,
+                                   prev_hash=prev, hash="")
+                event.hash = prev = _digest(event)
+                rows.append(dict(event.__data__))
+            for start in range(0, len(rows), 200):  # in order: seq follows the chain
+                AuditEvent.insert_many(rows[start:start + 200]).execute()
+    return len(items)
+
+
 def heads(firm_id: str | None = None) -> list[tuple[str, int, str]]:
     """(firm id, number of events, hash of the last one) of every firm's chain, or one
     firm's: the anchor to keep outside the database (`ged audit head`), since deleting

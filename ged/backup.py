@@ -23,7 +23,6 @@ indexing and rebuilds it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,14 +32,12 @@ import tempfile
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
-import click
-
-from . import runtime
+from . import blobs, runtime
+from .blobs import sha256_of
 from .db import db, is_sqlite
 from .models import utcnow
 
 FORMAT = 1
-CHUNK = 1024 * 1024
 
 
 class BackupError(Exception):
@@ -51,15 +48,7 @@ class BackupError(Exception):
 
 
 def blob_path(root: Path, sha256: str) -> Path:
-    return Path(root) / "blobs" / sha256[:2] / sha256[2:4] / sha256
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return blobs.blob_path(Path(root) / "blobs", sha256)
 
 
 def copy_verified(src, dest: Path, sha256: str, tmp_dir: Path) -> int:
@@ -67,24 +56,20 @@ def copy_verified(src, dest: Path, sha256: str, tmp_dir: Path) -> int:
     checking that the bytes hash to ``sha256``; returns the size."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="copy-", dir=tmp_dir)
-    digest, size = hashlib.sha256(), 0
     try:
         with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
+            found = sha256_of(src, copy_to=out)
             out.flush()
             os.fsync(out.fileno())
-        if digest.hexdigest() != sha256:
+        if found.sha256 != sha256:
             raise BackupError(f"blob {sha256} is corrupt in the source (its bytes hash to "
-                              f"{digest.hexdigest()})")
+                              f"{found.sha256})")
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return size
+    return found.size
 
 
 def _pg_dsn(url: str) -> str:
@@ -157,14 +142,14 @@ def backup(dest: Path, *, keep: int | None = None, progress=None) -> dict:
         if key_file.exists():
             shutil.copy2(key_file, partial / "secret_key")
             os.chmod(partial / "secret_key", 0o600)
-            secret = file_sha256(partial / "secret_key")
+            secret = sha256_of(partial / "secret_key").sha256
         manifest = {
             "format": FORMAT,
             "name": name,
             "created_at": utcnow().isoformat(),
             "engine": engine,
             "schema_version": version,
-            "database": {"file": db_file.name, "sha256": file_sha256(db_file),
+            "database": {"file": db_file.name, "sha256": sha256_of(db_file).sha256,
                          "size": db_file.stat().st_size},
             "secret_key_sha256": secret,
             "blob_count": len(blobs),
@@ -303,11 +288,11 @@ def verify(root: Path, snapshot: str | None = None, *, quick: bool = False,
     db_file = folder / manifest["database"]["file"]
     if not db_file.exists():
         problems.append(f"database file {db_file.name} is missing")
-    elif file_sha256(db_file) != manifest["database"]["sha256"]:
+    elif sha256_of(db_file).sha256 != manifest["database"]["sha256"]:
         problems.append(f"database file {db_file.name} does not match its checksum")
     if manifest.get("secret_key_sha256"):
         key = folder / "secret_key"
-        if not key.exists() or file_sha256(key) != manifest["secret_key_sha256"]:
+        if not key.exists() or sha256_of(key).sha256 != manifest["secret_key_sha256"]:
             problems.append("the secret key file is missing or altered")
     for sha, size in manifest["blobs"]:
         path = blob_path(root, sha)
@@ -315,7 +300,7 @@ def verify(root: Path, snapshot: str | None = None, *, quick: bool = False,
             problems.append(f"blob {sha} is missing")
         elif path.stat().st_size != size:
             problems.append(f"blob {sha} has the wrong size")
-        elif not quick and file_sha256(path) != sha:
+        elif not quick and sha256_of(path).sha256 != sha:
             problems.append(f"blob {sha} is corrupt")
         if progress:
             progress(size)
@@ -431,106 +416,17 @@ def _restore_postgres(dump: Path, url: str) -> None:
 
 
 def rebuild_search() -> str:
-    """Mark every document for indexing and rebuild the search index when the
-    search module is there (the index is never part of a backup)."""
+    """Mark every document for indexing and rebuild the search index (the index is
+    never part of a backup)."""
+    from . import search
     from .models import Document
 
     with db.connection_context():
         Document.update(index_dirty=True).execute()
     try:
-        from . import search
-    except ModuleNotFoundError:
-        return "no search module: nothing to rebuild"
-    reindex = getattr(search, "reindex", None)
-    if reindex is None:
-        return "the search module has no reindex(): the index is rebuilt by the workers"
-    try:
         with db.connection_context():
-            counts = reindex()
+            counts = search.reindex()
     except Exception as exc:  # noqa: BLE001 - e.g. no Redis for the writer lock yet
         return (f"search index not rebuilt now ({exc}); every document is marked, the "
                 "workers index them")
     return f"search index rebuilt ({sum(counts.values())} document(s))"
-
-
-# --- commands -------------------------------------------------------------------------------
-
-
-class _DefaultCreate(click.Group):
-    """`ged backup DEST_DIR` takes a backup; `ged backup verify DEST_DIR` checks one."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args = ["create"] + list(args)
-        return super().parse_args(ctx, args)
-
-
-def _bar(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                disable=None)
-
-
-@click.group("backup", cls=_DefaultCreate)
-def backup_group():
-    """Back up the database and the blobs into a directory (ged backup DEST_DIR)."""
-
-
-@backup_group.command("create", hidden=True)
-@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--keep", type=click.IntRange(min=1), default=None,
-              help="keep only the N newest snapshots (and the blobs they name)")
-def backup_create(dest, keep):
-    """Take a consistent backup into DEST (safe while the server runs)."""
-    from .cli import _setup
-
-    _setup(migrate=False)
-    from peewee import fn
-
-    from .models import Blob
-
-    with db.connection_context():
-        total = Blob.select(fn.SUM(Blob.size)).scalar() or 0
-    with _bar(total, "backup") as bar:
-        manifest = backup(dest, keep=keep, progress=bar.update)
-    click.echo(f"snapshot {manifest['name']}: {manifest['blob_count']} blob(s) "
-               f"({manifest['blob_bytes']} bytes), {manifest['blobs_copied']} new")
-    for pruned in manifest.get("pruned", []):
-        click.echo(f"pruned snapshot {pruned}")
-    for problem in manifest["problems"]:
-        click.echo(f"PROBLEM: {problem}", err=True)
-    if manifest["problems"]:
-        raise SystemExit(1)
-
-
-@backup_group.command("verify")
-@click.argument("dest", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--snapshot", default=None, help="snapshot name (default: the latest)")
-@click.option("--quick", is_flag=True, help="check sizes only, do not re-hash the blobs")
-def backup_verify(dest, snapshot, quick):
-    """Check a backup: the database file and every blob against their checksums."""
-    try:
-        name, manifest, problems = verify(dest, snapshot, quick=quick)
-    except BackupError as exc:
-        raise click.ClickException(str(exc)) from None
-    for problem in problems:
-        click.echo(f"PROBLEM: {problem}", err=True)
-    if problems:
-        raise SystemExit(1)
-    click.echo(f"snapshot {name} is intact: database and {len(manifest['blobs'])} blob(s) "
-               f"match their checksums")
-
-
-@click.command("restore")
-@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--snapshot", default=None, help="snapshot name (default: the latest)")
-def restore_command(src, snapshot):
-    """Restore a backup into an empty data dir / empty database."""
-    runtime.setup()
-    try:
-        result = restore(src, snapshot)
-    except BackupError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"restored snapshot {result['snapshot']}: {result['blobs']} blob(s), schema "
-               f"version {result['schema_version']}; {result['search']}")

@@ -15,18 +15,15 @@ stored from that one descriptor: a file or folder swapped after the scan is refu
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
-
 from . import documents, folders, runtime
-from .errors import GedError, NotFound
+from .blobs import sha256_of, stage
+from .errors import Conflict, GedError, NotFound
 from .models import Company, Document, Folder
-from .storage import CHUNK, stage
 
 LABEL = "Import en masse"
 SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx", ".ds_store"}
@@ -51,9 +48,8 @@ def _ignored(name: str) -> bool:
 # symbolic link, and checks that each directory and file is the very one the scan
 # saw (device and inode): a file or a folder swapped for a link (to the server's
 # secret key, say) after the scan is refused, not read.
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC  # a FIFO never blocks
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO never blocks
 SWAPPED = "changed since the scan (replaced, perhaps by a symbolic link): not read"
 
 
@@ -204,7 +200,7 @@ def import_tree(src: Path, company: Company, target: Folder | None = None,
     root_fd = os.open(src, _DIR_FLAGS)
     try:
         if _identity(os.fstat(root_fd)) != scan.ids[src]:
-            raise click.ClickException(f"{src} changed during the import: nothing read")
+            raise Conflict(f"{src} changed during the import: nothing read", "changed")
         for path in scan.files:
             relative = str(path.relative_to(src))
             folder = mapped.get(path.parent)
@@ -231,41 +227,12 @@ def _deposit_one(cfg, fd: int, name: str, folder: Folder, report: ImportReport) 
     """Hash, then stage and deposit, the bytes of one open file: the same descriptor
     throughout, so what is deposited is what was checked."""
     with os.fdopen(fd, "rb") as fh:
-        digest = hashlib.sha256()
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
+        sha256 = sha256_of(fh).sha256
         if Document.select().where((Document.folder == folder.id)
-                                   & (Document.blob == digest.hexdigest())).exists():
+                                   & (Document.blob == sha256)).exists():
             report.skipped += 1
             return
         fh.seek(0)
         staged = stage(fh, cfg.data_dir, cfg.max_upload_bytes)
     documents.deposit(None, folder, [documents.Upload(name, staged)], "import", label=LABEL)
     report.deposited += 1
-
-
-@click.command("import")
-@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--company", "company_id", required=True, help="company id")
-@click.option("--folder", "folder_id", default=None, help="target folder id (default: root)")
-def import_command(src, company_id, folder_id):
-    """Import a directory tree into a company's folders (resumable)."""
-    from tqdm import tqdm
-
-    from .cli import _setup, company_and_folder
-
-    _setup()
-    company, target = company_and_folder(company_id, folder_id)
-    total = len(plan(src.resolve()).files)
-    with tqdm(total=total, unit="file", desc="import", disable=None) as bar:
-        report = import_tree(src, company, target, progress=bar.update)
-    click.echo(f"{report.deposited} deposited, {report.skipped} already there (skipped), "
-               f"{len(report.refused)} refused, {report.folders_created} folder(s) created"
-               + (f", {report.ignored} system file(s) left out" if report.ignored else ""))
-    for relative, reason in report.refused:
-        click.echo(f"refused: {relative}: {reason}")
-    if report.refused:
-        raise SystemExit(1)
-
-
-COMMANDS = [import_command]

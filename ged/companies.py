@@ -1,16 +1,15 @@
-"""Client companies of a firm: creation (with their folder tree), staff assignment,
-and their secret e-mail drop addresses."""
+"""Client companies of a firm: creation (with their folder tree and first drop
+address, see ``ged.drops``) and staff assignment."""
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 
-from . import audit, folders
+from . import audit, drops, folder_templates, folders
 from .accounts import clean_name
 from .db import transaction
-from .errors import Invalid, NotFound
-from .models import Company, DropAddress, Firm, Folder, StaffAssignment, User, utcnow
+from .errors import Invalid
+from .models import Company, Firm, StaffAssignment, User
 
 STATUSES = ("client", "prospect")
 
@@ -45,15 +44,16 @@ def create_company(actor, firm: Firm, *, name: str, siren: str | None = None,
         company = Company.create(firm=firm, name=name, siren=siren, status=status)
         root = folders.create_root(company)
         if template == "annual":
-            folders.apply_template(company, root, folders.firm_template(firm),
+            folder_templates.apply(company, root, folder_templates.of_firm(firm),
                                    year or dt.date.today().year)
-        DropAddress.create(company=company, token=new_drop_token())
+        drops.create(company)
         audit.record(actor, "company.created", company, firm=firm,
                      details={"name": name, "siren": siren, "status": status, "template": template})
     return company
 
 
 def update_company(actor, company: Company, **changes) -> Company:
+    """Change a company's name, SIREN or status (the fields given)."""
     fields = {}
     if "name" in changes and changes["name"] is not None:
         fields["name"] = clean_name(changes["name"], "company name")
@@ -87,38 +87,12 @@ def assign_staff(actor, company: Company, user_ids: list[str]) -> list[User]:
 
 
 def assigned_staff(company: Company) -> list[User]:
+    """The staff users assigned to the company."""
     return list(User.select().join(StaffAssignment).where(StaffAssignment.company == company.id))
 
 
-def new_drop_token() -> str:
-    return secrets.token_hex(10)
-
-
-def drop_address(company: Company, folder: Folder | None = None) -> DropAddress | None:
-    query = DropAddress.select().where((DropAddress.company == company.id)
-                                       & DropAddress.revoked_at.is_null())
-    query = query.where(DropAddress.folder == folder.id) if folder else query.where(
-        DropAddress.folder.is_null())
-    return query.order_by(DropAddress.created_at.desc()).first()
-
-
-def regenerate_drop_address(actor, company: Company, folder: Folder | None = None) -> DropAddress:
-    """A new secret drop address (for the company, or for one folder); the old one stops working."""
-    if folder is not None and folder.company_id != company.id:
-        raise NotFound("Folder not found.")
-    with transaction():
-        query = DropAddress.update(revoked_at=utcnow()).where(
-            (DropAddress.company == company.id) & DropAddress.revoked_at.is_null())
-        query = query.where(DropAddress.folder == folder.id) if folder else query.where(
-            DropAddress.folder.is_null())
-        query.execute()
-        address = DropAddress.create(company=company, folder=folder, token=new_drop_token())
-        audit.record(actor, "company.drop_address_regenerated", company,
-                     details={"folder_id": folder.id if folder else None})
-    return address
-
-
 def company_dict(company: Company) -> dict:
+    """The API shape of a company."""
     return {
         "id": company.id,
         "name": company.name,

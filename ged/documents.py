@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import BinaryIO, Iterable
 
-from . import audit, filetypes, folders, permissions
+from . import (audit, deliveries, filetypes, folders, notification_events, permissions, queue,
+               runtime)
+from .blobs import Staged, stage
 from .db import transaction
 from .errors import Conflict, Invalid, NotFound
-from .models import Blob, Company, Document, Folder, User, utcnow
-from .storage import Staged
+from .extraction.invoices import invoice_key
+from .models import Blob, Company, Document, Firm, Folder, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,22 @@ class Upload:
     staged: Staged
 
 
+def stage_uploads(files: Iterable[tuple[str, BinaryIO]]) -> list[Upload]:
+    """Stage the files of a request, each ``(name, stream)``, in the data dir (refused
+    past GED_MAX_UPLOAD_BYTES), for ``deposit`` or ``replace``, which discard them.
+    When one fails, the ones already staged are discarded before the error goes up."""
+    cfg = runtime.config()
+    uploads: list[Upload] = []
+    try:
+        for name, stream in files:
+            uploads.append(Upload(name, stage(stream, cfg.data_dir, cfg.max_upload_bytes)))
+    except BaseException:
+        for upload in uploads:
+            upload.staged.discard()
+        raise
+    return uploads
+
+
 def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: str, *,
             label: str | None = None, replaces: Document | None = None) -> list[Document]:
     """Deposit files into ``folder``; all of them or none.
@@ -42,8 +61,6 @@ def deposit(actor: User | None, folder: Folder, uploads: list[Upload], channel: 
     import command), described by ``label``. With ``replaces`` (one file), the new
     document replaces that one (see ``replace``). Each document returned carries
     ``deposit_warnings``: what the depositor should be told (filetypes.WARNINGS codes)."""
-    from . import deliveries, runtime
-
     try:
         if channel not in CHANNELS:
             raise Invalid("Unknown deposit channel.", "invalid_channel")
@@ -139,7 +156,7 @@ def warnings_of(docs: list[Document]) -> list[dict]:
     ``{document_id, name, code, message}`` (e.g. a PDF kept that needs a password)."""
     return [{"document_id": d.id, "name": d.name, "code": code,
              "message": filetypes.WARNINGS[code]}
-            for d in docs for code in getattr(d, "deposit_warnings", ())]
+            for d in docs for code in d.deposit_warnings]
 
 
 def replace(actor: User, doc: Document, upload: Upload, channel: str) -> Document:
@@ -160,8 +177,6 @@ def replace(actor: User, doc: Document, upload: Upload, channel: str) -> Documen
 def _mark_replaced(actor, old: Document, new: Document) -> None:
     """Inside the deposit's transaction: the old document now points to its replacement.
     Guarded, so of two replacements at once one wins and the other deposits nothing."""
-    from . import deliveries
-
     taken = Document.update(replaced_by_id=new.id).where(
         (Document.id == old.id) & Document.replaced_by_id.is_null()
         & Document.trashed_at.is_null()).execute()
@@ -172,16 +187,6 @@ def _mark_replaced(actor, old: Document, new: Document) -> None:
     audit.record(actor, "document.replaced", old, firm=old.firm_id,
                  details={"name": old.name, "replaced_by": new.id, "new_name": new.name,
                           "reason": old.status_reason})
-
-
-def invoice_key(facturx: dict | None) -> str | None:
-    """What identifies an invoice across files: the seller and the invoice number."""
-    if not facturx or not facturx.get("number"):
-        return None
-    seller = facturx.get("seller_siren") or facturx.get("seller_vat") or facturx.get("seller_name")
-    if not seller:
-        return None
-    return f"{str(seller).strip().upper()}|{str(facturx['number']).strip().upper()}"[:200]
 
 
 def blobs_to_copy(limit: int = 1000) -> list[str]:
@@ -197,20 +202,17 @@ def blobs_to_copy(limit: int = 1000) -> list[str]:
 def after_commit(documents: list[Document], decided: list) -> None:
     """Enqueue the work a commit implies; Redis being down is logged, not fatal:
     the reconciler picks the work up from the database."""
-    from . import deliveries, tasks
-
     try:
         for doc in documents:
-            tasks.schedule_text(doc)
+            queue.schedule_text(doc)
         deliveries.enqueue(decided)
     except Exception:  # noqa: BLE001 - the deposit is committed; the reconciler will enqueue
         log.exception("could not enqueue work after a deposit; the reconciler will retry")
+    notification_events.documents_deposited(documents)  # who is told (never raises)
 
 
 def move(actor: User, doc: Document, target: Folder) -> Document:
     """Move a document to another folder of its company: a deposit there for the switches."""
-    from . import deliveries
-
     permissions.require_role(actor, "admin", "staff")
     if target.company_id != doc.company_id:
         raise NotFound("Folder not found.")
@@ -224,9 +226,7 @@ def move(actor: User, doc: Document, target: Folder) -> Document:
         doc = Document.get_by_id(doc.id)
         decided = deliveries.decide(doc, target, chain, moved=True)
     after_commit([], decided)
-    from . import tasks
-
-    tasks.schedule_index(doc.firm_id)
+    queue.schedule_index(doc.firm_id)
     return doc
 
 
@@ -236,9 +236,7 @@ def rename(actor: User, doc: Document, name: str) -> Document:
     with transaction():
         Document.update(name=name, index_dirty=True).where(Document.id == doc.id).execute()
         audit.record(actor, "document.renamed", doc, details={"from": doc.name, "to": name})
-    from . import tasks
-
-    tasks.schedule_index(doc.firm_id)
+    queue.schedule_index(doc.firm_id)
     return Document.get_by_id(doc.id)
 
 
@@ -251,9 +249,7 @@ def trash(actor: User, doc: Document) -> Document:
         Document.update(trashed_at=utcnow(), trashed_by=audit.actor_fields(actor)[1],
                         index_dirty=True).where(Document.id == doc.id).execute()
         audit.record(actor, "document.trashed", doc, details={"name": doc.name})
-    from . import tasks
-
-    tasks.schedule_index(doc.firm_id)
+    queue.schedule_index(doc.firm_id)
     return Document.get_by_id(doc.id)
 
 
@@ -265,9 +261,7 @@ def restore(actor: User, doc: Document) -> Document:
         Document.update(trashed_at=None, trashed_by=None, index_dirty=True).where(
             Document.id == doc.id).execute()
         audit.record(actor, "document.restored", doc, details={"name": doc.name})
-    from . import tasks
-
-    tasks.schedule_index(doc.firm_id)
+    queue.schedule_index(doc.firm_id)
     return Document.get_by_id(doc.id)
 
 
@@ -286,8 +280,6 @@ def set_hold(actor: User, doc: Document, hold: bool, reason: str | None) -> Docu
 
 def blob_in_use(sha256: str) -> bool:
     """True while a document or a firm's logo names these bytes."""
-    from .models import Firm
-
     return (Document.select().where(Document.blob == sha256).exists()
             or Firm.select().where(Firm.logo_sha256 == sha256).exists())
 
@@ -295,8 +287,6 @@ def blob_in_use(sha256: str) -> bool:
 def delete_permanently(actor: User | str, doc: Document) -> None:
     """Remove a document for good (admins, or the `ged purge` command given as a
     string actor): refused under retention or legal hold."""
-    from . import runtime
-
     if not isinstance(actor, str):
         permissions.require_role(actor, "admin", message="Only an admin may delete permanently.")
     today = utcnow().date()
@@ -322,11 +312,9 @@ def delete_permanently(actor: User | str, doc: Document) -> None:
         # A deposit of the same bytes may have found the file in place a moment ago
         # and be about to name it; it refreshed the file's time, so a recent file is
         # left for `ged fsck --repair`, which removes strays only once they are old.
-        if not getattr(store, "recently_written", lambda _sha: False)(sha):
+        if not store.recently_written(sha):
             store.delete(sha)
-    from . import tasks
-
-    tasks.schedule_unindex(doc.firm_id, doc.id)
+    queue.schedule_unindex(doc.firm_id, doc.id)
 
 
 def listing(user: User, folder: Folder) -> list[Document]:

@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import click
 from zipstream import ZipStream
 
 from . import audit, folders, permissions, runtime
+from .blobs import iter_blob, staging_dir
 from .db import transaction
 from .models import AuditEvent, Company, Document, Folder, User, utcnow
-from .storage import iter_blob, staging_dir
 
 MANIFEST_FIELDS = ["path", "sha256", "size", "content_type", "deposited_at", "deposited_by",
                    "deposited_by_name", "channel", "status", "retain_until", "legal_hold",
@@ -264,22 +263,3 @@ def write(export: Export, out: Path, progress=None) -> int:
         tmp.unlink(missing_ok=True)
         raise
     return written
-
-
-@click.command("export")
-@click.option("--company", "company_id", required=True, help="company id")
-@click.option("--folder", "folder_id", default=None, help="only this folder and below")
-@click.argument("out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
-def export_command(company_id, folder_id, out):
-    """Export a company's documents (or one folder's) as a ZIP with its manifests."""
-    from tqdm import tqdm
-
-    from .cli import _setup, company_and_folder
-
-    _setup()
-    company, folder = company_and_folder(company_id, folder_id)
-    export = build(None, company, folder)
-    with tqdm(total=export.size, unit="B", unit_scale=True, unit_divisor=1024,
-              desc="export", disable=None) as bar:
-        written = write(export, out, bar.update)
-    click.echo(f"{export.documents} document(s), {written} bytes written to {out}")

@@ -20,7 +20,7 @@ from .db import transaction
 from .errors import GedError, Invalid, NotFound
 from .export import _Names
 from .models import Company, Document, Folder, Switch, User
-from .storage import iter_blob
+from .blobs import iter_blob
 
 ACTIONS = ("move", "trash", "restore")
 MAX_IDS = 1000

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-from . import audit, filetypes, folders, permissions
+from . import audit, filetypes, folder_templates, permissions, runtime
 from .accounts import clean_name
 from .db import transaction
 from .errors import Invalid, Unsupported
 from .models import Blob, Firm
-from .storage import Staged
+from .blobs import Staged
 
 COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 LOGO_TYPES = (filetypes.PNG, filetypes.JPEG)
@@ -59,8 +59,6 @@ def set_logo(actor, firm: Firm, staged: Staged, name: str) -> Firm:
 
     The bytes go to the blob store under their SHA-256 with a Blob row (so backups
     and integrity checks see them); ``Firm.logo_sha256`` names them."""
-    from . import runtime
-
     permissions.require_role(actor, "admin")
     try:
         if staged.size == 0:
@@ -99,7 +97,7 @@ def set_folder_template(actor, firm: Firm, template: dict | None) -> Firm:
     the built-in one."""
     permissions.require_role(actor, "admin")
     if template is not None:
-        template = folders.validate_template(template)
+        template = folder_templates.validate(template)
     with transaction():
         Firm.update(folder_template=template).where(Firm.id == firm.id).execute()
         audit.record(actor, "firm.folder_template_set", firm, firm=firm, firm_only=True,

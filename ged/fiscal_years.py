@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from . import audit, folders, permissions, switches
+from . import audit, folders, permissions, queue, switches
 from .db import db, is_postgres, transaction
 from .errors import Invalid
 from .models import Company, Firm, Folder, Switch, Task, User, utcnow
@@ -174,8 +174,6 @@ def open_year(actor: User, year: int, *, company_ids: list[str] | None = None,
 def start_task(actor: User, year: int, *, company_ids: list[str] | None = None,
                carry_switches: bool = True) -> Task:
     """Record the run and enqueue it; the page follows ``Task.done``/``total``."""
-    from . import tasks
-
     permissions.require_role(actor, "admin")
     if not 1990 <= int(year) <= 2100:
         raise Invalid("year must be between 1990 and 2100.", "invalid_year")
@@ -184,7 +182,7 @@ def start_task(actor: User, year: int, *, company_ids: list[str] | None = None,
     with transaction():
         task = Task.create(firm=actor.firm_id, kind=KIND, status="queued", done=0,
                            message=json.dumps({"params": params}))
-    tasks.schedule_fiscal_year(task.id)
+    queue.schedule_fiscal_year(task.id)
     return task
 
 

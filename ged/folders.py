@@ -1,4 +1,5 @@
-"""Company folder trees: creation, templates, rename, move, trash and subtree queries.
+"""Company folder trees: creation, rename, move, trash and subtree queries (the
+trees new companies get are in ged/folder_templates.py).
 
 Each folder stores its materialised path of ids ("/root/…/self/"); "this folder
 and everything below it" is one indexed prefix query, and a move rewrites the
@@ -12,9 +13,9 @@ import re
 
 import peewee as pw
 
-from . import audit
+from . import audit, filetypes, permissions, queue
 from .accounts import clean_name
-from .db import db, is_sqlite, transaction
+from .db import is_sqlite, transaction
 from .errors import Conflict, Invalid, NotFound
 from .models import Company, Document, Firm, Folder, utcnow
 
@@ -23,29 +24,10 @@ ROOT_NAME = "Documents"
 # or LIKE, so a prefix of it needs no escaping.
 _PATH = re.compile(r"/[^*?\[\]%_\\]*")
 
-# The built-in annual template: (name, retention years or None, children).
-DEFAULT_TEMPLATE = {
-    "name": "Dossier comptable annuel {year}",
-    "retention_years": 10,
-    "children": [
-        {"name": "Achats"},
-        {"name": "Ventes"},
-        {"name": "Banque", "children": [{"name": "Relevés bancaires"}]},
-        {"name": "Notes de frais"},
-        {"name": "Social"},
-        {"name": "Fiscal"},
-        {"name": "Juridique"},
-        {"name": "Divers"},
-    ],
-}
-
-
 def clean_folder_name(name: str | None) -> str:
-    from .filetypes import clean_filename
-
     name = clean_name(name, "folder name", 255)
     try:
-        return clean_filename(name)
+        return filetypes.clean_filename(name)
     except Invalid as exc:
         raise Invalid(exc.message.replace("file name", "folder name"), "invalid_name") from None
 
@@ -102,7 +84,9 @@ def root_of(company: Company | str) -> Folder:
     return Folder.get((Folder.company == company_id) & Folder.parent.is_null())
 
 
-def _new_folder(company_id: str, parent: Folder | None, name: str, **fields) -> Folder:
+def new_folder(company_id: str, parent: Folder | None, name: str, **fields) -> Folder:
+    """Insert a folder row with its materialised path (no checks, no audit: the
+    caller's transaction does those)."""
     folder = Folder(company=company_id, parent=parent, name=name, **fields)
     folder.path = (parent.path if parent else "/") + folder.id + "/"
     folder.depth = parent.depth + 1 if parent else 0
@@ -111,51 +95,7 @@ def _new_folder(company_id: str, parent: Folder | None, name: str, **fields) -> 
 
 
 def create_root(company: Company) -> Folder:
-    return _new_folder(company.id, None, ROOT_NAME)
-
-
-def apply_template(company: Company, parent: Folder, template: dict, year: int) -> Folder:
-    """Create a template's folders under ``parent`` (inside the caller's transaction)."""
-
-    def build(node: dict, under: Folder) -> Folder:
-        name = clean_folder_name(str(node["name"]).replace("{year}", str(year)))
-        folder = _new_folder(company.id, under, name,
-                             retention_years=node.get("retention_years"),
-                             firm_only=bool(node.get("firm_only", False)))
-        for child in node.get("children", []):
-            build(child, folder)
-        return folder
-
-    return build(template, parent)
-
-
-def firm_template(firm: Firm) -> dict:
-    return firm.folder_template or DEFAULT_TEMPLATE
-
-
-def validate_template(template) -> dict:
-    """Check a folder template given by an admin (nested {name, children, ...})."""
-    count = 0
-
-    def walk(node, depth):
-        nonlocal count
-        if not isinstance(node, dict) or not isinstance(node.get("name"), str):
-            raise Invalid("Each template folder needs a name.", "invalid_template")
-        count += 1
-        if depth > 12 or count > 500:
-            raise Invalid("The template is too deep or too large.", "invalid_template")
-        clean_folder_name(node["name"].replace("{year}", "2000"))
-        years = node.get("retention_years")
-        if years is not None and (not isinstance(years, int) or not 0 <= years <= 100):
-            raise Invalid("retention_years must be a whole number of years.", "invalid_template")
-        children = node.get("children", [])
-        if not isinstance(children, list):
-            raise Invalid("children must be a list.", "invalid_template")
-        for child in children:
-            walk(child, depth + 1)
-
-    walk(template, 0)
-    return template
+    return new_folder(company.id, None, ROOT_NAME)
 
 
 def create_folder(actor, parent: Folder, name: str, *, firm_only: bool = False) -> Folder:
@@ -163,7 +103,7 @@ def create_folder(actor, parent: Folder, name: str, *, firm_only: bool = False) 
     name = clean_folder_name(name)
     with transaction():
         _check_sibling_name(parent, name, actor=actor)
-        folder = _new_folder(parent.company_id, parent, name, firm_only=firm_only)
+        folder = new_folder(parent.company_id, parent, name, firm_only=firm_only)
         # The actor may be a command given as a string (`ged import`): the firm is the company's.
         firm_id = Company.select(Company.firm).where(Company.id == parent.company_id).scalar()
         audit.record(actor, "folder.created", folder, firm=firm_id, company=parent.company_id,
@@ -233,9 +173,7 @@ def _mark_subtree_dirty(folder: Folder) -> None:
     """Documents below a renamed or moved folder have a new path to index."""
     Document.update(index_dirty=True).where(
         Document.folder.in_(subtree_ids(Folder.get_by_id(folder.id)))).execute()
-    from . import tasks
-
-    tasks.schedule_index(Company.get_by_id(folder.company_id).firm_id)
+    queue.schedule_index(Company.get_by_id(folder.company_id).firm_id)
 
 
 def set_firm_only(actor, folder: Folder, firm_only: bool) -> Folder:
@@ -295,19 +233,15 @@ def retain_until(deposited: dt.datetime, years: int) -> dt.date:
 
 def children_of(user, folder: Folder) -> list[Folder]:
     """Visible direct children, by name."""
-    from .permissions import is_firm_user
-
     query = Folder.select().where((Folder.parent == folder.id) & Folder.trashed_at.is_null())
-    if not is_firm_user(user):
+    if not permissions.is_firm_user(user):
         query = query.where(Folder.firm_only == False)  # noqa: E712
     return list(query.order_by(Folder.name))
 
 
 def tree(user, company: Company) -> list[dict]:
     """The company's visible folders as a nested list (one query), for the side panel."""
-    from .permissions import hidden_prefixes
-
-    hidden = hidden_prefixes(user, company.id)
+    hidden = permissions.hidden_prefixes(user, company.id)
     rows = [f for f in Folder.select().where(Folder.company == company.id).order_by(Folder.depth, Folder.name)
             if not any(f.path.startswith(p) for p in hidden)]
     nodes = {f.id: {"folder": f, "children": []} for f in rows}
@@ -331,6 +265,3 @@ def folder_dict(folder: Folder, path: str | None = None) -> dict:
         "firm_only": folder.firm_only,
     }
 
-
-def in_transaction() -> bool:
-    return db.in_transaction()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import queue, runtime
+from . import fleet, runtime
 from .db import db
 
 
@@ -14,10 +14,10 @@ def checks() -> dict:
         result["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         result["database"] = f"error: {type(exc).__name__}"
-    if not queue.redis_url():
-        result["redis"] = f"error: {queue.NO_REDIS}"
+    if not fleet.redis_url():
+        result["redis"] = f"error: {fleet.NO_REDIS}"
     else:
-        result["redis"] = "ok" if queue.ping() else "error: unreachable"
+        result["redis"] = "ok" if fleet.ping() else "error: unreachable"
     try:
         runtime.store().check()
         result["storage"] = "ok"

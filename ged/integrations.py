@@ -10,7 +10,8 @@ none speaks a vendor's private API.
 A **connection** activates an integration for one company, with its target (an
 address or a URL checked against server-side request forgery), options, and for
 http a ``whsec_`` signing secret shown once. Folder switches (``switches``) say
-which folders forward to it; ``forwarding`` sends.
+which folders forward to it; ``deliveries`` sends (its ``options`` module holds
+what a connection sends by default, its ``guard`` the outbound-address check).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from . import audit, permissions, runtime
 from .accounts import clean_name
 from .db import transaction
+from .deliveries.guard import TargetRefused, check_url
+from .deliveries.options import OPTION_DEFAULTS, effective_options
 from .errors import Conflict, Invalid, NotFound
 from .models import Company, Connection, Firm, Integration, User, utcnow
 
@@ -43,13 +46,6 @@ MASK = "********"  # how a header value is shown: it often holds a tool's API ke
 HTTP_FORMATS = ("json", "multipart")
 MAX_INLINE = 1024 ** 3
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9._\[\]-]{1,100}$")
-# What a connection does unless its options say otherwise (API.md).
-_COMMON_DEFAULTS = {"send_original": True, "send_invoice_xml": False}
-OPTION_DEFAULTS = {
-    "email": {**_COMMON_DEFAULTS, "attach_metadata": False},
-    "http": {**_COMMON_DEFAULTS, "format": "json", "file_field": "file",
-             "inline_max_bytes": 10 * 1024 * 1024},
-}
 
 
 # --- the catalog --------------------------------------------------------------------
@@ -82,7 +78,7 @@ def install(actor: User, firm: Firm, *, preset: str | None = None, kind: str | N
             name: str) -> Integration:
     """Install a tool for the firm (admins): a catalog preset, or a bare connector kind."""
     permissions.require_role(actor, "admin", message="Only an admin may install an integration.")
-    if getattr(firm, "id", firm) != actor.firm_id:
+    if firm.id != actor.firm_id:
         raise NotFound("Firm not found.")
     entry = None
     if preset is not None:
@@ -107,9 +103,8 @@ def install(actor: User, firm: Firm, *, preset: str | None = None, kind: str | N
     return integration
 
 
-def installed(firm: Firm | str) -> list[Integration]:
+def installed(firm_id: str) -> list[Integration]:
     """The firm's integrations still installed, oldest first."""
-    firm_id = getattr(firm, "id", firm)
     return list(Integration.select().where((Integration.firm == firm_id)
                                            & Integration.deleted_at.is_null())
                 .order_by(Integration.created_at))
@@ -162,8 +157,6 @@ def clean_address(address: str | None) -> str:
 def clean_url(url: str | None) -> str:
     """A connection URL, refused unless it is a safe target (HTTPS, public addresses;
     GED_ALLOW_PRIVATE_TARGETS=1 lifts both)."""
-    from .forwarding import TargetRefused, check_url
-
     url = (url or "").strip()
     if not url:
         raise Invalid("Give the URL the tool receives documents at.", "invalid_url")
@@ -244,11 +237,6 @@ def merge_options(conn: Connection, given: dict | None) -> dict:
         merged["headers"] = {k: (kept.get(k.lower(), v) if v == MASK else v)
                              for k, v in given["headers"].items()}
     return {k: v for k, v in merged.items() if v is not None}
-
-
-def effective_options(conn: Connection) -> dict:
-    """Every option of a connection, the defaults filled in: what forwarding obeys."""
-    return {**OPTION_DEFAULTS[conn.kind], **(conn.options or {})}
 
 
 def _may_manage(actor: User, company_id: str) -> None:
@@ -355,21 +343,6 @@ def rotate_secret(actor: User, conn: Connection) -> str:
         audit.record(actor, "connection.secret_rotated", conn,
                      details={"previous_valid_until": until.isoformat()}, firm_only=True)
     return secret
-
-
-def test_connection(actor: User, conn: Connection) -> dict:
-    """Try the connection now (a signed test request or a test message); records no
-    delivery, only an audit event. ``{ok, status_code?, error?, elapsed_ms}``."""
-    from . import forwarding
-
-    _may_manage(actor, conn.company_id)
-    result = forwarding.test(conn)
-    with transaction():
-        audit.record(actor, "connection.tested", conn, details=dict(result), firm_only=True)
-    return result
-
-
-test_connection.__test__ = False  # not a pytest test, despite its name
 
 
 def connection_dict(conn: Connection) -> dict:

@@ -1,5 +1,5 @@
-"""Integrity checks: `ged fsck` (the blob store against the database) and
-`ged audit verify` (the audit hash chains).
+"""Integrity of the blob store against the database (`ged fsck`; the audit hash
+chains are checked by ``audit.verify``, `ged audit verify`).
 
 fsck reads every blob the database names and checks its SHA-256 and size, checks
 that each document's size is its blob's, and lists the blobs no row names and the
@@ -12,17 +12,15 @@ backup.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 
-import click
 import peewee as pw
 
-from . import audit, runtime
+from . import runtime
+from .blobs import sha256_of, staging_dir
 from .db import db
 from .models import Blob, Document, Firm
-from .storage import CHUNK, staging_dir
 
 GRACE_SECONDS = 3600
 
@@ -44,12 +42,9 @@ class Report:
 
 
 def _hash(store, sha256: str) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
     with store.open(sha256) as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        found = sha256_of(fh)
+    return found.sha256, found.size
 
 
 def fsck(repair: bool = False, *, grace_seconds: float = GRACE_SECONDS, progress=None) -> Report:
@@ -108,91 +103,3 @@ def fsck(repair: bool = False, *, grace_seconds: float = GRACE_SECONDS, progress
             leftover.unlink(missing_ok=True)
             report.repaired.append(f"removed temporary file {leftover.name}")
     return report
-
-
-@click.command("fsck")
-@click.option("--repair", is_flag=True,
-              help=f"remove stray blobs and temporary files older than {GRACE_SECONDS // 60} min")
-def fsck_command(repair):
-    """Check every blob against its SHA-256 and the store against the database."""
-    from tqdm import tqdm
-
-    from .cli import _setup
-
-    _setup(migrate=False)
-    with db.connection_context():
-        total = Blob.select(pw.fn.SUM(Blob.size)).scalar() or 0
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="fsck",
-              disable=None) as bar:
-        report = fsck(repair, progress=bar.update)
-    for line in report.errors:
-        click.echo(f"ERROR: {line}")
-    for line in report.warnings:
-        click.echo(f"warning: {line}")
-    for line in report.repaired:
-        click.echo(f"repaired: {line}")
-    click.echo(f"{report.blobs_checked} blob(s) ({report.bytes_checked} bytes) and "
-               f"{report.documents_checked} document(s) checked: "
-               + ("clean" if report.clean else f"{len(report.errors)} error(s)"))
-    if not report.clean:
-        raise SystemExit(1)
-
-
-@click.group("audit")
-def audit_group():
-    """The audit trail."""
-
-
-@audit_group.command("head")
-@click.option("--firm", "firm_id", default=None, help="only this firm's chain")
-def audit_head(firm_id):
-    """Print each firm's chain head ("firm events hash"). Keep these lines outside the
-    database (a log shipped elsewhere, a daily e-mail): `verify --anchor` then also
-    proves that no newest event was deleted."""
-    from .cli import _setup
-
-    _setup(migrate=False)
-    with db.connection_context():
-        for fid, events, digest in audit.heads(firm_id):
-            click.echo(f"{fid} {events} {digest}")
-
-
-def _anchors(path) -> dict[str, tuple[int, str]]:
-    """The latest anchor per firm in a file of `ged audit head` lines."""
-    found: dict[str, tuple[int, str]] = {}
-    for number, line in enumerate(open(path, encoding="utf-8"), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 64:
-            raise click.ClickException(f"{path}:{number}: not a line of `ged audit head`")
-        fid, events = parts[0], int(parts[1])
-        if events >= found.get(fid, (0, ""))[0]:
-            found[fid] = (events, parts[2])
-    return found
-
-
-@audit_group.command("verify")
-@click.option("--firm", "firm_id", default=None, help="only this firm's chain")
-@click.option("--anchor", "anchor_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="a file of earlier `ged audit head` lines: also detect removed newest events")
-def audit_verify(firm_id, anchor_file):
-    """Check the audit hash chains: any edited, inserted or deleted event shows."""
-    from .cli import _setup
-    from .models import AuditEvent
-
-    anchors = _anchors(anchor_file) if anchor_file else None
-    if anchors and firm_id:
-        anchors = {k: v for k, v in anchors.items() if k == firm_id}
-    _setup(migrate=False)
-    with db.connection_context():
-        problems = audit.verify(firm_id, anchors)
-        count = AuditEvent.select().count()
-    for problem in problems:
-        click.echo(f"PROBLEM: {problem}")
-    if problems:
-        raise SystemExit(1)
-    click.echo(f"audit trail intact: {count} event(s)")
-
-
-COMMANDS = [fsck_command, audit_group]

@@ -9,7 +9,7 @@ import hashlib
 import secrets
 from email.message import EmailMessage
 
-from . import accounts, audit, permissions
+from . import accounts, audit, mail, permissions, runtime
 from .db import transaction
 from .errors import GedError, Invalid
 from .models import ActionToken, User, utcnow
@@ -32,8 +32,6 @@ def _digest(token: str) -> str:
 def link(token: str) -> str:
     """The page where the invited user sets their password (on GED_PUBLIC_URL, never on
     the request's Host header, so a forged Host cannot redirect the link)."""
-    from . import runtime
-
     return f"{runtime.config().public_url}/invitation/{token}"
 
 
@@ -57,8 +55,6 @@ def invite(actor, user: User) -> str:
                      details={"email": user.email})
     url = link(token)
     try:
-        from . import mail
-
         mail.send(_message(user, url))
     except Exception as exc:  # noqa: BLE001 - any relay failure is reported the same way
         raise MailFailed(f"The invitation e-mail could not be sent: {exc}") from exc
@@ -66,8 +62,6 @@ def invite(actor, user: User) -> str:
 
 
 def _message(user: User, url: str) -> EmailMessage:
-    from . import runtime
-
     firm = user.firm.name
     msg = EmailMessage()
     msg["From"] = runtime.config().mail_from

@@ -384,6 +384,111 @@ class Task(BaseModel):
     updated_at = UTCDateTimeField(default=utcnow)
 
 
+class DocumentRequest(BaseModel):
+    """A « demande de pièces »: the firm asks a company for documents, optionally into
+    a folder and by a due date; open until a document answers it or it is cancelled."""
+
+    id = IdField()
+    firm = pw.ForeignKeyField(Firm, on_delete="CASCADE")
+    company = pw.ForeignKeyField(Company, backref="document_requests", on_delete="CASCADE")
+    folder = pw.ForeignKeyField(Folder, null=True, on_delete="SET NULL")
+    title = pw.CharField(max_length=200)
+    description = pw.TextField(null=True)
+    due_date = pw.DateField(null=True)
+    status = pw.CharField(max_length=10, default="open")  # open | fulfilled | cancelled
+    created_by = pw.ForeignKeyField(User, null=True, on_delete="SET NULL")
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+    closed_at = UTCDateTimeField(null=True)
+    reminders_sent = pw.IntegerField(default=0)
+    last_reminder_at = UTCDateTimeField(null=True)
+    batch_id = pw.CharField(max_length=26, null=True)  # the bulk request it belongs to
+
+    class Meta:
+        indexes = ((("company", "status"), False), (("status", "due_date"), False),
+                   (("firm", "status"), False))
+
+
+class RequestDocument(BaseModel):
+    """A document deposited against a request (the documents that answered it)."""
+
+    request = pw.ForeignKeyField(DocumentRequest, backref="links", on_delete="CASCADE")
+    document = pw.ForeignKeyField(Document, on_delete="CASCADE")
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        primary_key = pw.CompositeKey("request", "document")
+
+
+class RequestReminder(BaseModel):
+    """One reminder of a request, recorded once: ``key`` names its step of the schedule
+    ("day-3", "day0", "day7"...) or a manual « Relancer » ("manual-<id>"); the unique
+    (request, key) index makes it sent once across every worker and host."""
+
+    id = IdField()
+    request = pw.ForeignKeyField(DocumentRequest, backref="reminders", on_delete="CASCADE")
+    key = pw.CharField(max_length=40)
+    sent_by = pw.CharField(max_length=26, null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("request", "key"), True),)
+
+
+class Comment(BaseModel):
+    """A message in a document's thread between the firm and the client; ``internal``
+    notes are the firm's own and never reach a client."""
+
+    id = IdField()
+    firm = pw.ForeignKeyField(Firm, on_delete="CASCADE")
+    company = pw.ForeignKeyField(Company, on_delete="CASCADE")
+    document = pw.ForeignKeyField(Document, backref="comments", on_delete="CASCADE")
+    author = pw.ForeignKeyField(User, null=True, on_delete="SET NULL")
+    author_name = pw.CharField(max_length=200)
+    body = pw.TextField()
+    internal = pw.BooleanField(default=False)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("document", "created_at"), False),)
+
+
+class NotificationSetting(BaseModel):
+    """What one user is told by e-mail; no row means the defaults of their role."""
+
+    user = pw.ForeignKeyField(User, primary_key=True, on_delete="CASCADE")
+    new_documents = pw.CharField(max_length=10)  # off | immediate | daily
+    requests = pw.BooleanField()
+    comments = pw.BooleanField()
+    rejections = pw.BooleanField()
+    delivery_failures = pw.CharField(max_length=10)  # off | immediate | daily
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
+class Notification(BaseModel):
+    """One e-mail to one user about one event, or a daily digest: the outbox row.
+    ``event_key`` is unique, so one event never makes two messages; rows waiting for
+    the digest are ``daily`` until the digest that carries them (``digest_id``)."""
+
+    id = IdField()
+    firm = pw.ForeignKeyField(Firm, on_delete="CASCADE")
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    event_key = pw.CharField(max_length=200, unique=True)
+    topic = pw.CharField(max_length=20)  # new_documents | requests | comments | ...
+    subject = pw.CharField(max_length=300)
+    body = pw.TextField()
+    link = pw.CharField(max_length=2000, null=True)
+    status = pw.CharField(max_length=10, default="pending")  # pending|daily|sent|failed|grouped
+    digest_id = pw.CharField(max_length=26, null=True)
+    attempts = pw.IntegerField(default=0)
+    last_error = pw.TextField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    sent_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("status", "created_at"), False), (("user", "status"), False))
+
+
 class UserTotp(BaseModel):
     """A user's two-factor secret (RFC 6238). ``confirmed_at`` is set once a first code
     proved the authenticator app holds it; ``last_step`` is the newest 30-second step
@@ -439,6 +544,12 @@ ALL_MODELS = [
     Switch,
     Delivery,
     Task,
+    DocumentRequest,
+    RequestDocument,
+    RequestReminder,
+    Comment,
+    NotificationSetting,
+    Notification,
     UserTotp,
     RecoveryCode,
     FirmSettings,

@@ -11,10 +11,10 @@ GED_SMTP_HOST and this never runs.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 from .db import new_id
+from .processes import free_port
 
 DIR_NAME = "outbox"
 
@@ -40,12 +40,6 @@ class OutboxHandler:
             os.fsync(fh.fileno())
         os.replace(tmp, self.directory / name)
         return "250 2.0.0 Kept in the ged outbox"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(data_dir: Path, port: int | None = None):

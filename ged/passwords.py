@@ -23,7 +23,7 @@ import logging
 import secrets
 from email.message import EmailMessage
 
-from . import accounts, audit, permissions, throttle
+from . import accounts, audit, permissions, queue, throttle
 from .db import transaction
 from .errors import GedError, Invalid, RateLimited
 from .models import ActionToken, User, utcnow
@@ -65,8 +65,6 @@ def request_link(email: str, ip: str | None = None) -> None:
     """What ``POST /password-reset`` and the « Mot de passe oublié ? » form do: the
     same for any address (the job decides); RateLimited past the limits. ``ip``: the
     client's real address. Redis being down is logged."""
-    from . import tasks
-
     address = (email or "").strip().lower()[:254]
     try:
         attempt = throttle.reserve(address, ip, max_attempts=PER_ADDRESS,
@@ -83,7 +81,7 @@ def request_link(email: str, ip: str | None = None) -> None:
             raise error
         attempt.failed()  # every request counts, granted or not
     try:
-        tasks.schedule_reset_mail(address)
+        queue.schedule_reset_mail(address)
     except Exception:  # noqa: BLE001 - the same answer either way; the user may ask again
         log.exception("could not enqueue a password reset mail")
 

@@ -26,6 +26,17 @@ def require_role(user: User, *roles: str, message: str | None = None) -> None:
         raise Forbidden(message or "Your role may not do this.")
 
 
+def require_firm_user(user: User, *, hidden: bool = False) -> None:
+    """Firm staff or admin only. A client user gets Forbidden (a firm page), or with
+    ``hidden`` a NotFound that names nothing: what clients never learn exists
+    (integrations, connections, switches, deliveries in the API)."""
+    if is_firm_user(user):
+        return
+    if hidden:
+        raise NotFound()
+    raise Forbidden()
+
+
 def visible_companies(user: User) -> pw.ModelSelect:
     """The companies ``user`` may see, as a query."""
     query = Company.select().where(Company.firm == user.firm_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from . import extraction, filetypes
+from . import extraction, filetypes, sandbox
 from .errors import NotFound
 
 WIDTH = 1000  # pixels: sharp on a laptop, light on a phone
@@ -42,8 +42,8 @@ def render(document, page: int) -> bytes:
     if kind is None or page < 1 or page > MAX_PAGES:
         raise NotFound("This page has no preview.")
     try:
-        with extraction._local_copy(document.blob_id) as path, extraction.spare_file() as spare, \
-                extraction._Children(1) as kids:
+        with extraction.local_copy(document.blob_id) as path, extraction.spare_file() as spare, \
+                sandbox.Children(1) as kids:
             png = kids.run(_render, str(path), str(spare), kind, page - 1, timeout=RENDER_TIMEOUT)
     except extraction.ExtractionFailed:
         return notice("Aperçu impossible : ce fichier est endommagé.",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,13 @@ def spawn(argv: list[str], env: dict | None = None, **popen_kwargs) -> subproces
     Call it from the main thread (the parent-death signal follows the forking thread)."""
     return subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()),
                              *argv], env=env, process_group=0, **popen_kwargs)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now, for a child to listen on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:

@@ -71,7 +71,7 @@ class TrustedProxies:
         self.cfg = cfg
 
     def __call__(self, environ, start_response):
-        entries = tuple(getattr(self.cfg, "trusted_proxies", None) or ())
+        entries = tuple(self.cfg.trusted_proxies)
         if entries:
             peer = environ.get("REMOTE_ADDR", "")
             header = environ.get("HTTP_X_FORWARDED_FOR")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from config import Config
 
-from . import queue
+from . import fleet
+from .blobs import BlobStore, store_for
 from .db import init_db
 
 _state: dict = {"config": None}
@@ -29,7 +30,7 @@ def setup(cfg: Config | None = None) -> Config:
         if found:
             cfg.redis_url = found["redis_url"]
     init_db(cfg.database_url)
-    queue.configure(cfg.redis_url)
+    fleet.configure(cfg.redis_url)
     _state["config"] = cfg
     return cfg
 
@@ -40,11 +41,10 @@ def config() -> Config:
     return _state["config"]
 
 
-def store():
-    """The blob store named by GED_STORAGE_URL."""
-    from .storage import store_for
-
-    return store_for(config().storage_url)
+def store() -> BlobStore:
+    """The blob store named by GED_STORAGE_URL (and GED_S3_ENDPOINT_URL)."""
+    cfg = config()
+    return store_for(cfg.storage_url, cfg.s3_endpoint_url)
 
 
 # --- the running embedded server -----------------------------------------------------

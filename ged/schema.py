@@ -29,12 +29,43 @@ def _document_status_truth(m) -> None:
         m.add_column("document", "replaced_by_id", pw.CharField(max_length=26, null=True)),
         m.add_index("document", ("company_id", "status"), False))
     db.execute_sql(DOCUMENT_TEXT_PENDING)
-    from .deliveries import refresh_document_status
-    from .models import Delivery
+    _restate_rejected_documents()
 
-    for row in (Delivery.select(Delivery.document).where(Delivery.status == "rejected")
-                .distinct().tuples()):
-        refresh_document_status(row[0])
+
+def _restate_rejected_documents() -> None:
+    """The status rule of API.md ("what a document's status says") as it stood at this
+    step, applied to every document a tool rejected. Written out here rather than
+    calling the domain's rule: a step is frozen in time, and the seams import nothing
+    of the domain. (No document is replaced yet: the column is new.)"""
+    from .models import Delivery, Document
+
+    ids = [row[0] for row in Delivery.select(Delivery.document)
+           .where(Delivery.status == "rejected").distinct().tuples()]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        latest: dict[str, dict] = {doc_id: {} for doc_id in chunk}
+        for doc_id, conn_id, status, message in (
+                Delivery.select(Delivery.document, Delivery.connection, Delivery.status,
+                                Delivery.message)
+                .where(Delivery.document.in_(chunk) & (Delivery.status != "failed"))
+                .order_by(Delivery.created_at, Delivery.id).tuples()):
+            latest[doc_id].pop(conn_id, None)  # re-inserted last: dict order = recency
+            latest[doc_id][conn_id] = (status, message)
+        for doc_id, by_connection in latest.items():
+            outcomes = list(by_connection.values())
+            states = [status for status, _message in outcomes]
+            reason = None
+            if "rejected" in states:
+                status = "rejected"
+                reason = next(m for s, m in reversed(outcomes) if s == "rejected")
+            elif any(s in ("sent", "accepted", "validated") for s in states):
+                status = "validated"
+            elif any(s in ("queued", "sending") for s in states):
+                status = "sending"
+            else:
+                status = "deposited"
+            Document.update(status=status, status_reason=reason).where(
+                Document.id == doc_id).execute()
 
 
 # Documents whose blob's text was known from another company's deposit wait for the
@@ -65,6 +96,15 @@ def _blob_ocr_state(m) -> None:
         m.add_column("blob", "ocr_state", JSONField(null=True)))
 
 
+def _client_work(m) -> None:
+    """Document requests and their reminders, comments, notifications (issue 21)."""
+    from .models import (Comment, DocumentRequest, Notification, NotificationSetting,
+                         RequestDocument, RequestReminder)
+
+    db.create_tables([DocumentRequest, RequestDocument, RequestReminder, Comment,
+                      NotificationSetting, Notification], safe=True)
+
+
 def _accounts_and_settings(m) -> None:
     """Two-factor sign-in and the firm's settings (issue 20)."""
     from .models import FirmSettings, RecoveryCode, UserTotp
@@ -76,6 +116,7 @@ MIGRATIONS: list = [
     _document_status_truth,
     _user_sessions,
     _blob_ocr_state,
+    _client_work,
     _accounts_and_settings,
 ]
 LATEST = 1 + len(MIGRATIONS)

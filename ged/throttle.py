@@ -21,11 +21,10 @@ The rules, so that an attacker's failures never lock the rightful user out:
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 
-from . import queue
+from . import fleet
 
 GATE_SECONDS = 2
 ACCOUNT_FACTOR = 10  # failures per account (all addresses) before the delay starts
@@ -73,10 +72,6 @@ return 0
 """
 
 
-def _h(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
 @dataclass
 class Attempt:
     """One sign-in attempt's place, reserved by ``reserve``; report its outcome once."""
@@ -90,8 +85,7 @@ class Attempt:
 
     def failed(self) -> None:
         """The password was wrong (or the account disabled): the reservation stays."""
-        conn = queue.connection()
-        pipe = conn.pipeline()
+        pipe = fleet.connection().pipeline()
         pipe.set(self.account_key, 0, nx=True, ex=self.window)  # a fixed window
         pipe.incr(self.account_key)
         pipe.execute()
@@ -99,7 +93,7 @@ class Attempt:
     def succeeded(self) -> None:
         """A right password: this pair's failures are forgiven, and the attempt does
         not count against the address."""
-        conn = queue.connection()
+        conn = fleet.connection()
         if self.device_key:
             conn.delete(self.device_key)
         else:
@@ -116,23 +110,22 @@ def reserve(email: str, ip: str | None, *, max_attempts: int, window: int,
     ``scope`` keeps other guessable steps apart from passwords with the same rules
     (``totp``: the second factor; ``reset``: reset-link requests), each with its own
     account threshold (``account_factor`` times ``max_attempts``) and gate."""
-    account = _h(email)
-    account_key = f"ged:{scope}:acct:{account}"
+    account_key = fleet.login_account_key(email, scope)
     gate_ms = int((GATE_SECONDS if gate_seconds is None else gate_seconds) * 1000)
-    conn = queue.connection()
-    script = conn.register_script(_RESERVE)
+    script = fleet.connection().register_script(_RESERVE)
     if device:
-        keys = [f"ged:{scope}:dev:{_h(device)}"]
+        keys = [fleet.login_device_key(device, scope)]
         limits = [max_attempts]
         threshold = 0
         device_key = keys[0]
     else:
         address = ip or "unknown"
-        keys = [f"ged:{scope}:pair:{account}:{_h(address)}", f"ged:{scope}:ip:{_h(address)}"]
+        keys = [fleet.login_pair_key(email, address, scope),
+                fleet.login_address_key(address, scope)]
         limits = [max_attempts, max_attempts * ADDRESS_FACTOR]
         threshold = max_attempts * account_factor
         device_key = None
-    ok, wait = script(keys=keys + [account_key, account_key + ":gate"],
+    ok, wait = script(keys=keys + [account_key, fleet.login_gate_key(email, scope)],
                       args=[window, len(keys), *limits, threshold, gate_ms])
     return Attempt(keys, account_key, device_key, window, bool(ok), int(wait))
 
@@ -141,8 +134,7 @@ def remember_device(user_id: str) -> str:
     """A new device id for a browser that just signed in as ``user_id`` (the value of
     its device cookie)."""
     device = secrets.token_urlsafe(32)
-    queue.connection().set(f"ged:login:device:{_h(device)}", user_id,
-                           ex=DEVICE_DAYS * 86400)
+    fleet.connection().set(fleet.device_key(device), user_id, ex=DEVICE_DAYS * 86400)
     return device
 
 
@@ -150,5 +142,5 @@ def device_owner(device: str | None) -> str | None:
     """The user id a device cookie was issued to, or None (unknown, expired, forged)."""
     if not device or not isinstance(device, str) or len(device) > 100:
         return None
-    owner = queue.connection().get(f"ged:login:device:{_h(device)}")
+    owner = fleet.connection().get(fleet.device_key(device))
     return owner.decode() if owner else None

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from rq import SimpleWorker
 
-from . import processes, queue, runtime
+from . import fleet, jobs, processes, queue, runtime
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +108,11 @@ class Worker(SimpleWorker):
             self.pubsub.close()
 
 
-def once_across_fleet(name: str, interval: float) -> bool:
-    """True for the one process of the fleet that should run the periodic job ``name``
-    now: a Redis key with expiry (SET NX EX) lets at most one pass start per
-    ``interval``, whatever the number of workers and hosts. A holder killed mid-pass
-    blocks nobody past the expiry; a pass outliving it may overlap the next one,
-    which is harmless because periodic jobs are idempotent (see ged.tasks)."""
-    return bool(queue.connection().set(f"ged:periodic:{name}", os.getpid(), nx=True,
-                                       ex=max(int(interval), 1)))
-
-
 def _reconcile_loop(stop: threading.Event, interval: float) -> None:
-    from . import tasks
-
     while not stop.wait(interval):
         try:
-            if once_across_fleet("reconcile", interval):
-                tasks.reconcile()  # binds its own database connection
+            if fleet.periodic_turn("reconcile", interval):
+                jobs.reconcile()  # binds its own database connection
         except Exception:  # noqa: BLE001 - a failed pass is retried at the next tick
             log.exception("reconcile pass failed")
 
@@ -137,11 +125,11 @@ BEAT_SECONDS = 5
 
 
 def _beat_loop(stop: threading.Event, name: str) -> None:
-    """Say this worker is alive every few seconds (see queue.worker_alive): the jobs of
+    """Say this worker is alive every few seconds (see fleet.worker_alive): the jobs of
     a worker that stops saying so are taken up again by the reconciler."""
     while True:
         try:
-            queue.worker_beat(name)
+            fleet.worker_beat(name)
         except Exception:  # noqa: BLE001 - Redis away: the next beat tries again
             log.warning("worker heartbeat failed", exc_info=True)
         if stop.wait(BEAT_SECONDS):
@@ -159,7 +147,7 @@ def run(burst: bool = False, queues: list[str] | None = None) -> None:
     # when it is killed outright: none keeps running, or holding a lock, on its own.
     os.register_at_fork(after_in_child=lambda: processes.die_with_parent(signal.SIGTERM))
     cfg = runtime.config()
-    conn = queue.connection()
+    conn = fleet.connection()
     worker = Worker([queue.queue(name) for name in queue.queue_names(queues)],
                     connection=conn, maintenance_interval=MAINTENANCE_INTERVAL,
                     worker_ttl=WORKER_TTL)

@@ -38,6 +38,25 @@ pytest_plugins = sorted(
 # --- Redis -------------------------------------------------------------------------
 
 
+def _worker_db(url: str) -> str:
+    """Under pytest-xdist each worker flushes and fills a database of its own on the
+    shared Redis (gw0 keeps the URL's, gw1 the next one...)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + int(worker[2:])}"))
+
+
+if os.environ.get("REDIS_URL"):
+    # Rewritten in the environment itself, so the servers and commands a test starts
+    # use the same database as the test.
+    os.environ["REDIS_URL"] = _worker_db(os.environ["REDIS_URL"])
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """REDIS_URL when set (CI uses the machine's Redis), else a private redis-server."""
@@ -45,7 +64,7 @@ def redis_url(tmp_path_factory):
     if url:
         yield url
         return
-    from ged.queue import EmbeddedRedis
+    from ged.fleet import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
     yield server.url
@@ -250,7 +269,7 @@ def run_jobs(app, redis_conn):
     """Drain the queues with a real RQ worker (burst mode, in this process)."""
     from rq import SimpleWorker
 
-    from ged import queue
+    from ged import fleet, queue
 
     class BurstWorker(SimpleWorker):
         """No pub/sub channel: a burst worker takes no remote command, and redis-py 8's
@@ -264,7 +283,7 @@ def run_jobs(app, redis_conn):
 
     def run(queues=None):
         worker = BurstWorker([queue.queue(q) for q in (queues or queue.QUEUES)],
-                             connection=queue.connection())
+                             connection=fleet.connection())
         worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
 
     return run

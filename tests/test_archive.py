@@ -7,7 +7,6 @@ import os
 
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import socket
@@ -249,10 +248,10 @@ def test_trash_listing_and_purge_dry_run_then_real(client, world, cfg, ged_cli):
 def test_company_archive_page_drop_address_and_hold(client, world, web):
     """Staff see the drop addresses with copy buttons and can give a folder its own;
     the client sees the address on the folder page; the admin sets a legal hold."""
-    from ged import companies, smtpd
+    from ged import drops
     from ged.models import Company
 
-    company_address = smtpd.address_of(companies.drop_address(world.company_a))
+    company_address = drops.address_of(drops.active(world.company_a))
     staff = web(world.staff)
     page = staff.get(f"/entreprises/{world.company_a.id}/archivage").get_data(as_text=True)
     assert company_address in page and 'data-copy="' + company_address in page
@@ -261,7 +260,7 @@ def test_company_archive_page_drop_address_and_hold(client, world, web):
     r = staff.post(f"/entreprises/{world.company_a.id}/adresse-de-depot",
                    {"folder_id": achats.id})
     assert r.status_code == 302
-    achats_address = smtpd.address_of(companies.drop_address(world.company_a, achats))
+    achats_address = drops.address_of(drops.active(world.company_a, achats))
 
     client_page = web(world.client_a)
     html = client_page.get(f"/dossiers/{achats.id}").get_data(as_text=True)
@@ -411,11 +410,10 @@ def test_round_trip_backup_restore(app, client, world, web, drop_smtp, ged_cli, 
         got = http.get(f"/api/v1/documents/{doc_id}/file", headers=world.staff.headers)
         assert got.status_code == 200 and got.content == originals[name]
         assert sha(got.content) == digest
-    if importlib.util.find_spec("ged.search") and importlib.util.find_spec("ged.api.search_routes"):
-        found = http.get("/api/v1/search", params={"q": "zanzibar"},
-                         headers=world.client_a.headers).json()
-        assert {i["name"] for i in found["items"]} == {"zanzibar-web.pdf", "zanzibar-api.pdf",
-                                                       "zanzibar-mail.png"}
+    found = http.get("/api/v1/search", params={"q": "zanzibar"},
+                     headers=world.client_a.headers).json()
+    assert {i["name"] for i in found["items"]} == {"zanzibar-web.pdf", "zanzibar-api.pdf",
+                                                   "zanzibar-mail.png"}
     fsck = ged_cli("fsck", data_dir=target, database_url=target_db)
     assert fsck.returncode == 0 and "clean" in fsck.stdout, fsck.stdout
     audit = ged_cli("audit", "verify", data_dir=target, database_url=target_db)

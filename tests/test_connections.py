@@ -353,17 +353,17 @@ def test_private_targets_are_refused_when_connecting_and_again_when_delivering(
 def test_the_guarded_connector_checks_the_address_it_connects_to(app, webhook_receiver):
     """A host name that passed an earlier check but resolves to loopback now (DNS
     rebinding) is refused at connection time, by the network backend itself."""
-    from ged import forwarding
+    from ged.deliveries import bodies, guard, http
 
     cfg = app.config["GED"]
     cfg.allow_private_targets = False
-    body = forwarding._Multipart()
+    body = bodies.Multipart()
     body.add("metadata", b"{}", 2, "application/json")
     port = webhook_receiver.url.rsplit(":", 1)[1]
-    with pytest.raises(forwarding.TargetRefused):
-        forwarding._post(cfg, f"http://localhost:{port}/hook", {"content-length": str(len(body))},
-                         body)
+    with pytest.raises(guard.TargetRefused):
+        http.post(cfg, f"http://localhost:{port}/hook", {"content-length": str(len(body))},
+                  body)
     assert webhook_receiver.hits == []
-    assert forwarding.is_public_address("93.184.215.14")
-    assert not forwarding.is_public_address("::ffff:10.0.0.1")
-    assert not forwarding.is_public_address("2002:7f00:1::")  # 6to4 around 127.0.0.1
+    assert guard.is_public_address("93.184.215.14")
+    assert not guard.is_public_address("::ffff:10.0.0.1")
+    assert not guard.is_public_address("2002:7f00:1::")  # 6to4 around 127.0.0.1

@@ -164,10 +164,10 @@ def test_size_parts_and_memory_of_a_real_receiver(world, smtpd_process, cfg, cap
     streams, 100,000 one-byte attachments get 552 after 500 parts, an 18 MB message
     of two files is deposited; the receiver's peak memory grows by far less than the
     data it handled."""
-    from ged import companies, smtpd
+    from ged import drops
     from ged.models import Document
 
-    rcpt = smtpd.address_of(companies.drop_address(world.company_a))
+    rcpt = drops.address_of(drops.active(world.company_a))
     server = smtpd_process(GED_MAX_UPLOAD_MB=10)
     warm = [b"From: a@un.example\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\nx\r\n"]
     assert stream(server.port, rcpt, warm)[0] == 550  # imports loaded: the baseline
@@ -216,10 +216,10 @@ def test_large_and_concurrent_messages_keep_memory_flat(world, smtpd_process, cf
     """The issue's figures: a 60 MB message (two 22 MB files), 300,000 one-byte
     attachments, and five 15 MB messages at once, on GED_MAX_UPLOAD_MB=30; peak RSS
     growth stays under 100 MB."""
-    from ged import companies, smtpd
+    from ged import drops
     from ged.models import Document
 
-    rcpt = smtpd.address_of(companies.drop_address(world.company_a))
+    rcpt = drops.address_of(drops.active(world.company_a))
     server = smtpd_process(GED_MAX_UPLOAD_MB=30)
     warm = [b"From: a@un.example\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\nx\r\n"]
     stream(server.port, rcpt, warm)

@@ -224,7 +224,7 @@ def test_pgp_signed_message(world, drop_smtp, relay):
 def test_forwarded_messages_are_opened_down_to_a_bound(world, drop_smtp, relay, cfg):
     """A forward inside a forward (as message/rfc822, or a base64 .eml): its files are
     deposited; past five levels the deeper message is refused, and said so."""
-    from ged import smtpd
+    from ged import mailparts
 
     root = world.folder(world.company_a)
     address = drop_smtp.address(world.company_a)
@@ -241,7 +241,7 @@ def test_forwarded_messages_are_opened_down_to_a_bound(world, drop_smtp, relay, 
 
     deep = mails.simple("x@example.org", [("profond.pdf", "application/pdf", text_pdf("P"))])
     code, text = drop_smtp.deliver(
-        mails.forwarded(address, deep, levels=smtpd.MAX_FORWARDED + 1), address)
+        mails.forwarded(address, deep, levels=mailparts.MAX_FORWARDED + 1), address)
     assert code == 550 and "forwarded more than" in text
     assert "profond.pdf" not in names_in(root) and nothing_left_staged(cfg)
 

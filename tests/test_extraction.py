@@ -152,7 +152,7 @@ def _store_raw(cfg, name, data, content_type):
 
     from ged import runtime
     from ged.models import Blob
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     staged = stage_bytes(data, cfg.data_dir, 10 ** 9)
     runtime.store().put(staged.sha256, staged.path)
@@ -249,15 +249,16 @@ def test_a_pdf_that_needs_a_password_is_kept_as_encrypted(client, world, deposit
 
 def test_a_crashing_or_greedy_parser_fails_one_file_not_the_worker(app):
     from ged import extraction
+    from ged.sandbox import Children
 
     with pytest.raises(extraction.ExtractionFailed, match="stopped"):
-        with extraction._Children(1) as children:
+        with Children(1) as children:
             children.run(_crash, timeout=30)
     with pytest.raises(extraction.ExtractionFailed, match="memory"):
-        with extraction._Children(1) as children:
+        with Children(1) as children:
             children.run(_allocate, 4 * 1024 ** 3, timeout=30)
     # This process is alive and can start children again.
-    with extraction._Children(1) as children:
+    with Children(1) as children:
         assert children.run(_answer, timeout=30) == 42
 
 

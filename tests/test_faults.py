@@ -314,7 +314,7 @@ def test_a_corrupted_search_index_is_reported_clearly_then_rebuilt_by_ged_reinde
     assert index_files
     for path in index_files:
         path.write_bytes(os.urandom(64))
-    from ged import search_whoosh
+    from ged.search import whoosh as search_whoosh
 
     search_whoosh.forget()  # the open readers dropped, as in a freshly started process
 

@@ -42,7 +42,7 @@ def test_switch_on_achats_forwards_each_new_document_once_to_both_tools(
         app, client, world, firm_tools, smtp_sink, webhook_receiver, drain_deliveries):
     from ged import documents
     from ged.models import AuditEvent, Delivery
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     cfg = app.config["GED"]
     jefacture = firm_tools.install("jefacture", "JeFacture.com")
@@ -317,7 +317,7 @@ def _worker_env(cfg) -> dict:
 
 def test_a_killed_worker_and_a_flushed_redis_lose_no_delivery(
         app, world, firm_tools, webhook_receiver, drain_deliveries, redis_conn):
-    from ged import forwarding
+    from ged import deliveries
     from ged.models import Delivery
 
     cfg = app.config["GED"]
@@ -342,7 +342,7 @@ def test_a_killed_worker_and_a_flushed_redis_lose_no_delivery(
 
     # Once the dead worker's lease lapses, the reconciler hands the delivery to a live one.
     def recovered():
-        forwarding.reconcile(min_age=0)
+        deliveries.reconcile(min_age=0)
         return _status(interrupted["id"]).status == "accepted"
 
     drain_deliveries(until=recovered, timeout=60)
@@ -354,7 +354,7 @@ def test_a_killed_worker_and_a_flushed_redis_lose_no_delivery(
     redis_conn.flushdb()
 
     def reconciled_and_done():
-        forwarding.reconcile(min_age=0)
+        deliveries.reconcile(min_age=0)
         return not Delivery.select().where(Delivery.status.in_(("queued", "sending"))).exists()
 
     drain_deliveries(until=reconciled_and_done, timeout=60)
@@ -366,7 +366,7 @@ def test_a_killed_worker_and_a_flushed_redis_lose_no_delivery(
     assert {h.webhook_id for h in hits} == {
         d.id for d in Delivery.select().where(Delivery.connection == hook["id"])}
     assert all(h.verified_with == ["current"] for h in hits)
-    assert forwarding.reconcile(min_age=0) == {"deliveries_requeued": 0, "deliveries_recovered": 0}
+    assert deliveries.reconcile(min_age=0) == {"deliveries_requeued": 0, "deliveries_recovered": 0}
 
 
 def test_switch_on_a_folder_with_ten_thousand_subfolders_writes_one_row(
@@ -406,7 +406,8 @@ def test_switch_on_a_folder_with_ten_thousand_subfolders_writes_one_row(
 def test_retry_delays_follow_the_schedule_and_retry_after():
     import httpx
 
-    from ged.forwarding import _retry_after, retry_delay
+    from ged.deliveries.attempt import retry_delay
+    from ged.deliveries.http import _retry_after
 
     schedule = [10, 60, 300]
     assert [retry_delay(schedule, n, None) for n in (1, 2, 3)] == [10, 60, 300]
@@ -475,7 +476,7 @@ def test_a_large_document_is_emailed_streamed_not_held_in_memory(
     from fixtures.faults import wait_for
 
     from ged import documents
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     conn = firm_tools.connect(world.company_a, firm_tools.install("agiris", "agiris"),
                               address="depot@agiris.example")

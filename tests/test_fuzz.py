@@ -22,7 +22,7 @@ ROLES = ("admin", "staff", "client")
 # Path parameter -> the kind of object it names (the first segment decides for {id}).
 KIND_BY_SEGMENT = {"companies": "company", "folders": "folder", "documents": "document",
                    "connections": "connection", "deliveries": "delivery", "tokens": "token",
-                   "users": "user", "integrations": "integration"}
+                   "users": "user", "integrations": "integration", "requests": "request"}
 
 
 @pytest.fixture

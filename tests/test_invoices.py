@@ -19,7 +19,7 @@ from fixtures.invoices import SYNTAXES, corpus
 
 
 def _fields(sample_or_xml, source=None):
-    from ged.invoices import invoice_fields
+    from ged.extraction.invoices import invoice_fields
 
     xml = getattr(sample_or_xml, "xml", sample_or_xml)
     return invoice_fields(xml, source=source)
@@ -65,7 +65,7 @@ def test_schema_validity_agrees_with_the_factur_x_library(syntax):
 
 
 def test_vat_number_is_the_vat_scheme_registration_not_a_national_tax_number():
-    from ged.invoices import invoice_fields
+    from ged.extraction.invoices import invoice_fields
 
     for s in corpus(seed=11, per_syntax=30):
         seller = s.expected
@@ -76,7 +76,7 @@ def test_vat_number_is_the_vat_scheme_registration_not_a_national_tax_number():
 
 
 def test_siren_only_from_a_french_identifier_with_a_valid_luhn_check():
-    from ged.invoices import luhn_ok, siren_of
+    from ged.extraction.invoices import luhn_ok, siren_of
 
     assert siren_of("552081317", "0002") == "552081317"
     assert siren_of("552 081 317", "0002") == "552081317"
@@ -95,7 +95,7 @@ def test_siren_only_from_a_french_identifier_with_a_valid_luhn_check():
 
 
 def test_dates_in_cii_formats_102_610_616_and_ubl_iso():
-    from ged.invoices import iso_date
+    from ged.extraction.invoices import iso_date
 
     assert iso_date("20260315", "102") == "2026-03-15"
     assert iso_date("202603", "610") == "2026-03"

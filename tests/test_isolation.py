@@ -26,16 +26,16 @@ from fixtures.estates import estate
 KIND_BY_SEGMENT = {
     "companies": "company", "folders": "folder", "documents": "document",
     "connections": "connection", "deliveries": "delivery", "tokens": "token", "users": "user",
-    "integrations": "integration",
+    "integrations": "integration", "requests": "request",
 }
 KIND_BY_PARAM = {
     "company_id": "company", "folder_id": "folder", "document_id": "document",
     "connection_id": "connection", "delivery_id": "delivery", "user_id": "user",
     "integration_id": "integration", "token_id": "token", "drop_id": "drop",
-    "parent_id": "folder",
+    "parent_id": "folder", "request_id": "request",
 }
 LIST_KIND_BY_PARAM = {"user_ids": "user", "document_ids": "document", "folder_ids": "folder",
-                      "connection_ids": "connection"}
+                      "connection_ids": "connection", "company_ids": "company"}
 SECRET_MARK = "Confidentiel-Victime-7Q"
 # The victim firm's integration: the whole firm's, so its own staff may see it.
 FIRM_TOOL = "Outil-Cabinet-Un-4K"
@@ -321,7 +321,7 @@ def test_web_filters_and_forms_never_take_another_tenants_ids(app, web, world, v
         for method in ("GET", "POST"):
             for rule in app.url_map.iter_rules():
                 if (not rule.endpoint.startswith("web.") or method not in rule.methods
-                        or rule.endpoint in ("web.logout", "web.login", "web.static")):
+                        or rule.endpoint in ("web.auth.logout", "web.auth.login", "web.static")):
                     continue
                 url = _web_url(app, rule, own) if rule.arguments else rule.rule
                 if url is None or "<" in url:

@@ -202,7 +202,7 @@ def fleet(tmp_path_factory, seaweed):
     reason = _pg_reachable()
     if reason:
         pytest.skip(f"PostgreSQL is unreachable at {PG_URL} ({reason}): multi-host tests skipped")
-    from ged.queue import EmbeddedRedis
+    from ged.fleet import EmbeddedRedis
 
     root = tmp_path_factory.mktemp("fleet")
     schema = "mh_" + uuid.uuid4().hex[:12]
@@ -437,9 +437,9 @@ def test_killing_a_host_mid_batch_loses_nothing(fleet, tally):
 
 def test_periodic_work_starts_once_per_interval_across_the_fleet(app, redis_conn):
     """Every worker's timer asks; one pass starts per interval, whoever asks first."""
-    from ged.worker import once_across_fleet
+    from ged.fleet import periodic_turn
 
-    assert once_across_fleet("reconcile", 30) is True
-    assert [once_across_fleet("reconcile", 30) for _ in range(3)] == [False, False, False]
-    assert once_across_fleet("purge", 30) is True  # each kind of work has its own turn
+    assert periodic_turn("reconcile", 30) is True
+    assert [periodic_turn("reconcile", 30) for _ in range(3)] == [False, False, False]
+    assert periodic_turn("purge", 30) is True  # each kind of work has its own turn
     assert 0 < redis_conn.ttl("ged:periodic:reconcile") <= 30

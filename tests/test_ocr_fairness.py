@@ -137,7 +137,7 @@ def _drain() -> None:
     stop (its get_message waits for a subscription that has just ended)."""
     from rq import SimpleWorker
 
-    from ged import queue
+    from ged import fleet, queue
 
     class Worker(SimpleWorker):
         def subscribe(self):
@@ -146,7 +146,7 @@ def _drain() -> None:
         def unsubscribe(self):
             pass
 
-    Worker([queue.queue(q) for q in queue.QUEUES], connection=queue.connection()).work(
+    Worker([queue.queue(q) for q in queue.QUEUES], connection=fleet.connection()).work(
         burst=True, with_scheduler=False, logging_level="ERROR")
 
 
@@ -156,7 +156,7 @@ def test_an_extraction_that_keeps_crashing_ends_failed_after_its_attempts(
     """The stored file cannot be read (a directory where the blob should be: an I/O
     error, not a bad file): each attempt crashes, the reconciler tries again, and after
     ``extract_max_attempts`` the document is "failed" with the error, for good."""
-    from ged import queue, tasks
+    from ged import jobs, queue
     from ged.models import Blob
 
     cfg.extract_max_attempts = 3
@@ -171,14 +171,14 @@ def test_an_extraction_that_keeps_crashing_ends_failed_after_its_attempts(
         blob = Blob.get_by_id(doc.blob_id)
         assert (blob.text_status, blob.extract_attempts) == ("pending", attempt)
         assert "IsADirectoryError" in blob.text_error
-        assert tasks.reconcile()["extractions_requeued"] == 1
+        assert jobs.reconcile()["extractions_requeued"] == 1
     _drain()
     blob = Blob.get_by_id(doc.blob_id)
     assert blob.text_status == "failed"
     assert "tried 3 times" in blob.text_error and "IsADirectoryError" in blob.text_error
     assert str(path) not in blob.text_error  # no server path shown to users
     # Nothing is tried again: the reconciler leaves a failed blob alone.
-    assert tasks.reconcile()["extractions_requeued"] == 0
+    assert jobs.reconcile()["extractions_requeued"] == 0
     assert queue.queue("extract").count == 0
 
 
@@ -186,9 +186,9 @@ def test_an_extraction_that_keeps_crashing_ends_failed_after_its_attempts(
 
 
 def _ocr_reading(sha256: str) -> bool:
-    from ged import queue
+    from ged import fleet
 
-    return bool(queue.connection().exists(f"ged:ocr-lease:{sha256}"))
+    return fleet.held(fleet.ocr_lease_key(sha256))
 
 
 @pytest.mark.slow
@@ -283,7 +283,7 @@ def test_a_job_whose_worker_was_killed_is_taken_up_again_within_seconds(
     no longer pending, and the next reconciler pass enqueues it again."""
     from rq.job import Job, JobStatus
 
-    from ged import queue, tasks
+    from ged import fleet, jobs, queue
     from ged.models import Blob
 
     tally.add("faults")
@@ -295,7 +295,7 @@ def test_a_job_whose_worker_was_killed_is_taken_up_again_within_seconds(
     job_id = f"extract-{doc.blob_id}"
 
     def started():
-        return Job.fetch(job_id, connection=queue.connection()).get_status() == JobStatus.STARTED
+        return Job.fetch(job_id, connection=fleet.connection()).get_status() == JobStatus.STARTED
 
     wait_for(started, 60, what="the worker to start the extraction")
     assert queue.job_pending(job_id)
@@ -306,7 +306,7 @@ def test_a_job_whose_worker_was_killed_is_taken_up_again_within_seconds(
 
     path.unlink()
     path.write_bytes(b"Note de frais de mars")
-    assert tasks.reconcile()["extractions_requeued"] == 1
+    assert jobs.reconcile()["extractions_requeued"] == 1
     _drain()
     blob = Blob.get_by_id(doc.blob_id)
     assert blob.text_status == "done" and "Note de frais" in blob.text

@@ -119,7 +119,7 @@ def test_french_analysis_accents_plurals_phrases_prefixes_and_exclusions(
     assert found_names(staff, "bancaire") == {"releve.pdf", "banque.pdf", "mars.pdf"}
     if search_backend == "whoosh":
         # Large candidate sets check phrases by set operations: same answers.
-        from ged import search_whoosh
+        from ged.search.whoosh import query as search_whoosh
 
         monkeypatch.setattr(search_whoosh, "PHRASE_KEYS_FROM", 0)
         assert found_names(staff, '"relevés bancaires"') == {"releve.pdf", "mars.pdf"}
@@ -201,7 +201,7 @@ def test_a_phrase_keeps_the_place_of_the_words_it_drops_and_counts_exactly(
 
     check()
     if search_backend == "whoosh":
-        from ged import search_whoosh
+        from ged.search.whoosh import query as search_whoosh
 
         # Large candidate sets check phrases by set operations: the same answers.
         monkeypatch.setattr(search_whoosh, "PHRASE_KEYS_FROM", 0)
@@ -224,13 +224,14 @@ FOLDED = [
 
 def test_accents_fold_identically_on_both_backends(world, deposit, run_jobs, found_names):
     from ged import search
+    from ged.search import folding
 
     # One rule, two speeds: the byte table of Western text and the general path agree.
     latin = [chr(c) for c in list(range(0xA0, 0x250)) + list(range(0x1E00, 0x1F00))]
     western = [bytes([b]).decode("cp1252", "ignore") for b in range(0x80, 0x100)]
     for ch in latin + western + [c for c, _f in FOLDED]:
         sample = f"Ab{ch}cd {ch}x’{ch}"
-        assert search.fold(sample).split() == search._slow_fold(sample).split(), repr(ch)
+        assert search.fold(sample).split() == folding._slow_fold(sample).split(), repr(ch)
         # Whoosh's ASCII index spells other scripts' letters (µ: "x3bc").
         spelled = search.fold(sample).encode("ascii", "ged_fold")
         assert search.fold_bytes(sample).split() == spelled.split(), repr(ch)
@@ -262,7 +263,7 @@ def test_an_index_built_by_an_older_analysis_is_rebuilt(
             db.execute_sql("UPDATE search_version SET analysis = 1 WHERE firm_id = %s",
                            (world.firm.id,))
         else:
-            from ged import search_whoosh
+            from ged.search.whoosh import generations as search_whoosh
 
             (search_whoosh.current_dir(world.firm.id) / search_whoosh.ANALYSIS_FILE).write_text("1")
         engine.forget()
@@ -399,7 +400,7 @@ def test_reindex_after_deleting_the_index_restores_identical_results(
         world, deposit, run_jobs, find, cfg, monkeypatch, search_backend):
     from click.testing import CliRunner
 
-    from ged.cli import cli, _register_extensions
+    from ged.cli import cli
 
     for i, words in enumerate(["loyer bureau mars", "loyer entrepôt", "facture loyer avril",
                                "assurance bureau"]):
@@ -419,11 +420,10 @@ def test_reindex_after_deleting_the_index_restores_identical_results(
     monkeypatch.setenv("SECRET_KEY", cfg.secret_key)
     monkeypatch.setenv("GED_SEARCH_BACKEND", search_backend)
     if search_backend == "whoosh":
-        from ged import search_whoosh
+        from ged.search.whoosh import build as search_whoosh
 
         # Build with one process per core, as a large firm's rebuild does.
         monkeypatch.setattr(search_whoosh, "PARALLEL_FROM", 2)
-    _register_extensions()
     result = CliRunner().invoke(cli, ["reindex", "--firm", world.firm.id])
     assert result.exit_code == 0, result.output
     assert "4 document(s) indexed" in result.output
@@ -447,7 +447,7 @@ def test_a_damaged_index_reports_an_error_then_heals(world, deposit, run_jobs, f
         for path in (cfg.data_dir / "index").rglob("*"):
             if path.is_file():
                 path.write_bytes(b"\x00garbage" * 10)
-        from ged import search_whoosh
+        from ged.search import whoosh as search_whoosh
 
         search_whoosh.forget()  # as a freshly started web process would
     r = find(world.client_a, "quittance", expect=503)

@@ -29,7 +29,7 @@ def put_text(world, folder, name, text, when=None):
     """A document with known text, as extraction would leave it."""
     from ged import documents
     from ged.models import Blob, Document
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
     from conftest import text_pdf
 
     from ged import runtime
@@ -43,11 +43,12 @@ def put_text(world, folder, name, text, when=None):
 
 
 def test_init_is_idempotent_and_picks_rum_or_gin(pg):
-    from ged import search, search_postgres
+    from ged import search
     from ged.db import db
+    from ged.search.postgres import schema
 
     search.init_backend()  # twice: nothing breaks, nothing is duplicated
-    kind = search_postgres._text_index()
+    kind = schema.text_index()
     available = db.execute_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'rum'").fetchone()
     assert kind == ("rum" if available else "gin")
     cfgname = db.execute_sql("SELECT cfgname FROM pg_ts_config WHERE cfgname = 'ged_french' "
@@ -110,7 +111,8 @@ def test_broad_query_ranks_the_newest_candidates_and_counts_every_match(pg, worl
     """A word in every document: only the newest CANDIDATES are ranked; the total
     still counts every match, and the pages cover them all once, whichever access
     path finds the newest matches (the text index's postings, or the date index)."""
-    from ged import search, search_postgres
+    from ged import search
+    from ged.search.postgres import query as search_postgres
     from ged.models import Document
 
     monkeypatch.setattr(search_postgres, "CANDIDATES", 5)

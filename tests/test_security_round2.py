@@ -356,7 +356,7 @@ def test_sign_in_never_redirects_off_the_site(app, world, tally):
 
 
 def test_form_next_fields_are_checked_the_same_way(app, world, tally):
-    from ged.web import safe_target
+    from ged.web.links import safe_target
 
     with app.test_request_context():
         for target in EVIL_TARGETS:
@@ -463,7 +463,7 @@ def test_manifest_csv_cells_never_start_a_formula(app, world, tally):
     import zipfile
 
     from ged import documents, export
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     cfg = app.config["GED"]
     achats = world.folder(world.company_a, ANNUAL, "Achats")
@@ -492,7 +492,7 @@ def test_the_login_page_wears_no_other_firms_brand(app, world, cfg, tally):
     login page and at /marque/logo. One firm: its brand; several: a neutral page,
     unless GED_FIRM_HOSTS names the firm of this host."""
     from ged import firms
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     from conftest import png_bytes
 

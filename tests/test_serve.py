@@ -290,7 +290,7 @@ def test_stopping_mid_job_puts_the_job_back_and_leaves_no_process(serve, tmp_pat
     from rq import Queue
     from rq.job import Job
 
-    from ged.queue import EmbeddedRedis
+    from ged.fleet import EmbeddedRedis
 
     server = serve(GED_WORKER_STOP_GRACE="2")
     pid_file = tmp_path / "grandchild.pid"

@@ -275,7 +275,7 @@ def test_a_rejection_that_arrives_before_the_2xx_is_recorded_is_not_overwritten(
         app, client, world, firm_tools, webhook_receiver, drain_deliveries):
     """The tool answers its verdict while our worker still holds the request open; the
     worker then records the 2xx: the document stays rejected (it used to turn validated)."""
-    from ged import tasks
+    from ged import jobs
 
     conn = _hook(firm_tools, world, webhook_receiver)
     achats = world.folder(world.company_a, ANNUAL, "Achats")
@@ -284,7 +284,7 @@ def test_a_rejection_that_arrives_before_the_2xx_is_recorded_is_not_overwritten(
     doc = firm_tools.upload(achats, "facture.pdf", text_pdf("Course"))
     (queued,) = firm_tools.deliveries(doc["id"])
     # The delivery job, as a worker runs it (RQ's worker wants the main thread).
-    worker = threading.Thread(target=tasks.deliver, args=(queued["id"],))
+    worker = threading.Thread(target=jobs.deliver, args=(queued["id"],))
     worker.start()
     try:
         assert webhook_receiver.received.wait(30), "the worker never sent the request"
@@ -401,9 +401,9 @@ def test_a_deposit_reply_tells_nothing_of_other_firms_or_companies_files(
 
 def test_the_reconciler_copies_known_text_when_the_job_was_lost(app, world, other_world,
                                                                 run_jobs, redis_conn):
-    from ged import documents, tasks
+    from ged import documents, jobs
     from ged.models import Document
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     cfg = app.config["GED"]
     data = text_pdf("Relevé partagé")
@@ -418,7 +418,7 @@ def test_the_reconciler_copies_known_text_when_the_job_was_lost(app, world, othe
     mine = put(world, "mine.pdf")
     assert mine.text_status == "pending"
     redis_conn.flushdb()  # the copy job is lost
-    tasks.reconcile()
+    jobs.reconcile()
     run_jobs()
     assert Document.get_by_id(mine.id).text_status == "done"
 

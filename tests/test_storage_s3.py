@@ -76,7 +76,7 @@ def test_same_bytes_stored_once(client, world, cfg, seaweed):
 def test_large_blob_goes_up_in_parts_and_streams_back(app, cfg, seaweed):
     """A 20 MB blob: multipart upload from the staged file, read back in chunks."""
     from ged import runtime
-    from ged.storage import iter_blob, stage
+    from ged.blobs import iter_blob, stage
 
     payload = os.urandom(1024 * 1024) * 20
     staged = stage(io.BytesIO(payload), cfg.data_dir, 64 * 1024 * 1024)
@@ -172,7 +172,7 @@ def test_a_purge_leaves_bytes_a_deposit_has_just_found_in_the_bucket(
     assert not store.recently_written(item["sha256"], grace=0)
     time.sleep(1.1)
     # A deposit of the same bytes meets the object in place: it refreshes it.
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     staged = stage_bytes(pdf, cfg.data_dir, cfg.max_upload_bytes)
     store.put(staged.sha256, staged.path)

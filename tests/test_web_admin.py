@@ -110,7 +110,7 @@ def test_admin_creates_a_prospect_converts_it_and_assigns_staff(web, world):
 
 def test_folder_template_editor_round_trips_and_applies_to_new_companies(web, world):
     from ged.models import Company, Firm, Folder
-    from ged.web.admin import template_from_text, template_to_text
+    from ged.folder_templates import from_text as template_from_text, to_text as template_to_text
 
     admin = web(world.admin)
     page = admin.get("/admin/modele").get_data(as_text=True)

@@ -144,7 +144,7 @@ def test_staff_turns_a_switch_on_with_the_keyboard_and_a_subfolder_inherits(
     from playwright.sync_api import expect
 
     from ged import documents, folders
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     http_conn, _mail = linked
     achats = world.folder(world.company_a, ANNUAL, "Achats")

@@ -25,7 +25,7 @@ NEW_PASSWORD = "cheval agrafe batterie 2027"
 
 def _deposit(actor_user, folder, name, data):
     from ged import documents
-    from ged.storage import stage
+    from ged.blobs import stage
     from ged import runtime
 
     cfg = runtime.config()

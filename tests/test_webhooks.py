@@ -153,7 +153,7 @@ def test_every_delivery_verifies_with_the_published_verifier_whatever_the_bytes(
 
 def test_the_file_link_serves_the_exact_bytes_until_it_lapses_and_only_its_own(
         app, client, world, firm_tools, webhook_receiver, drain_deliveries):
-    from ged import forwarding
+    from ged import deliveries
     from ged.models import AuditEvent, utcnow
 
     cfg = app.config["GED"]
@@ -201,7 +201,7 @@ def test_the_file_link_serves_the_exact_bytes_until_it_lapses_and_only_its_own(
     assert refused(other_path, query) and refused(path, other_query)
     assert refused(path.replace(hits["octets.pdf"].webhook_id, "01zzzzzzzzzzzzzzzzzzzzzzzz"), query)
     # Expired: a link signed eight days ago for seven.
-    old, _ = forwarding.file_link(hits["octets.pdf"].webhook_id,
+    old, _ = deliveries.file_link(hits["octets.pdf"].webhook_id,
                                   now=utcnow() - dt.timedelta(days=8))
     assert refused(path, dict(p.split("=", 1) for p in urlsplit(old).query.split("&")))
     # The key comes from SECRET_KEY: a server with another key refuses the link.
@@ -212,7 +212,7 @@ def test_the_file_link_serves_the_exact_bytes_until_it_lapses_and_only_its_own(
     assert client.get(path, query_string=query).status_code == 200
     # GED_FILE_URL_DAYS sets the lifetime.
     cfg.file_url_days = 1
-    _url, until = forwarding.file_link(hits["octets.pdf"].webhook_id)
+    _url, until = deliveries.file_link(hits["octets.pdf"].webhook_id)
     assert dt.timedelta(hours=23) < until - utcnow() <= dt.timedelta(days=1)
     # A document taken back (trash) is no longer served.
     assert client.delete(f"/api/v1/documents/{docs[1]['id']}",
@@ -441,7 +441,7 @@ def test_a_50_mb_document_is_signed_and_sent_inline_in_bounded_memory(
     from fixtures.faults import wait_for
 
     from ged import documents
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     hook = _connect(firm_tools, world, webhook_receiver,
                     options={"inline_max_bytes": 64 * 1024 * 1024})

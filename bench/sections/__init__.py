@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 
 ORDER = ["rq_raw", "deposit", "switch_cost", "delivery", "forwarding", "ocr", "search",
-         "export", "filing", "pg_scale", "memory"]
+         "export", "filing", "client_work", "pg_scale", "memory"]
 
 
 def missing_module(name: str, *attributes: str) -> str | None:

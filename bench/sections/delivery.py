@@ -20,7 +20,7 @@ RAW_QUEUE = "bench-raw"
 
 
 def unavailable() -> str | None:
-    return (missing_module("ged.forwarding", "run")
+    return (missing_module("ged.deliveries", "run")
             or missing_module("ged.integrations", "install", "connect"))
 
 

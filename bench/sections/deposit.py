@@ -73,7 +73,7 @@ def _breakdown(firm: world.Firm, target, count: int) -> dict:
     commit, and the rest of the transaction (document and delivery rows, commit)."""
     from ged import audit, documents, filetypes, runtime
     from ged.db import db
-    from ged.storage import stage_bytes
+    from ged.blobs import stage_bytes
 
     cfg = runtime.config()
     store = runtime.store()

@@ -24,7 +24,7 @@ def unavailable() -> str | None:
 
 def _raw_read(store, shas: list[str]) -> tuple[int, float]:
     """Read every blob from the store in 256 KB chunks; (bytes, seconds)."""
-    from ged.storage import iter_blob
+    from ged.blobs import iter_blob
 
     total = 0
     started = time.perf_counter()
@@ -42,7 +42,7 @@ def run(h) -> Section:
     count = 20 if h.quick else 1000
     section = Section(NUMBER, KEY, TITLE,
                       raw_label="reading the same blobs from the blob store, chunk by chunk "
-                                "(`storage.iter_blob`), in this process, after the export (page "
+                                "(`blobs.iter_blob`), in this process, after the export (page "
                                 "cache as warm for both).")
     cfg = h.bind("export", h.database("export"))
     firm = world.make_firm()

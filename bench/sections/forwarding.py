@@ -73,7 +73,7 @@ def _sized(rate: float, seconds: float, low: int, high: int) -> int:
 
 
 def run(h) -> Section:
-    from ged import forwarding
+    from ged import deliveries
     from ged.db import db
     from ged.models import Delivery
 
@@ -119,7 +119,7 @@ def run(h) -> Section:
             _queue_deliveries(firm, target, 10, offset)
             queued = [d.id for d in Delivery.select(Delivery.id).where(
                 Delivery.status == "queued")]
-            profile = hotspots(lambda: [forwarding.run(i) for i in queued])
+            profile = hotspots(lambda: [deliveries.run(i) for i in queued])
     finally:
         receiver.close()
     peaks = [r["peak"] for _n, r in runs.values()] + [two["peak"]]

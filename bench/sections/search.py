@@ -83,7 +83,7 @@ def _raw_build(path, firm_id: str, fast: bool, limit: int | None = None) -> tupl
     writers of BULK_BATCH documents as ged's rebuild does; (index, docs/s)."""
     from whoosh import index
 
-    from ged.search_whoosh import BULK_BATCH
+    from ged.search.whoosh.build import BULK_BATCH
 
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)

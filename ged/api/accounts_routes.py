@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 
 from .. import accounts, audit, companies, permissions
-from ..db import transaction
 from ..errors import Invalid, NotFound
 from ..models import ApiToken, AuditEvent, Company, User
-from . import PAGE_QUERY, page_params, paginate, route
+from .routing import PAGE_QUERY, page_params, paginate, reply, route
 
 S = {"type": "string"}
 NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 ID = {"type": "string", "minLength": 1, "maxLength": 64}
-
-
-def _created(payload: dict):
-    response = jsonify(payload)
-    response.status_code = 201
-    return response
 
 
 @route("POST", "/tokens", summary="Create an API token with an e-mail and password",
@@ -33,8 +26,6 @@ def _created(payload: dict):
        responses={201: {"type": "object", "required": ["token", "id"],
                         "properties": {"token": S, "id": S}}})
 def create_token(data):
-    from flask import current_app
-
     cfg = current_app.config["GED"]
     user = accounts.authenticate(data["email"], data["password"], request.remote_addr,
                                  max_attempts=cfg.login_max_attempts,
@@ -43,7 +34,7 @@ def create_token(data):
 
     totp.check_for_token(user, data.get("totp"), ip=request.remote_addr)  # the code too
     token, plain = accounts.create_token(user, user, data["name"], data.get("expires_in_days"))
-    return _created({"token": plain, "id": token.id})
+    return reply({"token": plain, "id": token.id}, 201)
 
 
 @route("DELETE", "/tokens/{id}", summary="Revoke one of your tokens (admins: any token of the firm)",
@@ -86,7 +77,7 @@ def create_user(user, data):
     created = accounts.create_user(user, user.firm, email=data["email"], name=data["name"],
                                    role=data["role"], company=company,
                                    password=data.get("password"))
-    return _created(accounts.user_dict(created))
+    return reply(accounts.user_dict(created), 201)
 
 
 @route("GET", "/users", summary="The firm's users (admins)", roles=("admin",), tag="accounts",
@@ -114,10 +105,7 @@ def update_user(user, id, data):
             raise Invalid("You cannot disable yourself.", "cannot_disable_self")
         target = accounts.set_active(user, target, data["active"])
     if data.get("name"):
-        with transaction():
-            User.update(name=accounts.clean_name(data["name"])).where(User.id == target.id).execute()
-            audit.record(user, "user.renamed", target)
-        target = User.get_by_id(target.id)
+        target = accounts.rename(user, target, data["name"])
     return jsonify(accounts.user_dict(target))
 
 
@@ -140,7 +128,7 @@ def create_company(user, data):
                                        siren=data.get("siren"),
                                        status=data.get("status", "client"),
                                        template=data.get("template"), year=data.get("year"))
-    return _created(companies.company_dict(company))
+    return reply(companies.company_dict(company), 201)
 
 
 @route("GET", "/companies", summary="The companies the caller may see", roles=("admin", "staff"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from .. import archive, documents, export, folders, permissions, smtpd
+from .. import archive, documents, drops, export, folders, permissions
 from ..errors import NotFound
 from ..models import Document
-from . import PAGE_QUERY, page_params, paginate, route
+from .routing import PAGE_QUERY, page_params, paginate, route
 from .folders_routes import DOCUMENT_SCHEMA
 
 S = {"type": "string"}
@@ -62,58 +62,50 @@ def company_hold(user, id, data):
                         "properties": {"items": {"type": "array", "items": DROP_SCHEMA}}}})
 def list_drop_addresses(user, id):
     company = permissions.company_for(user, id)
-    return jsonify({"items": [smtpd.drop_dict(d) for d in smtpd.drop_addresses(user, company)]})
+    return jsonify({"items": [drops.as_dict(d) for d in drops.visible(user, company)]})
 
 
 @route("POST", "/companies/{id}/drop-address/regenerate", summary="Replace the company's drop "
        "address by a new one; the old one stops working (firm users)",
        roles=("admin", "staff"), tag="drop", responses={200: DROP_SCHEMA})
 def regenerate_company_drop(user, id):
-    from .. import companies
-
     company = permissions.company_for(user, id)
     permissions.require_role(user, "admin", "staff")
-    return jsonify(smtpd.drop_dict(companies.regenerate_drop_address(user, company)))
+    return jsonify(drops.as_dict(drops.rotate(user, company)))
 
 
 @route("GET", "/folders/{id}/drop-address", summary="The folder's own drop address", tag="drop",
        responses={200: DROP_SCHEMA})
 def get_folder_drop(user, id):
-    from .. import companies
-
     folder = permissions.folder_for(user, id)
     # The root folder's address is the company's own.
-    drop = companies.drop_address(folder.company, folder if folder.parent_id else None)
+    drop = drops.active(folder.company, folder if folder.parent_id else None)
     if drop is None:
         raise NotFound("This folder has no drop address of its own.", "no_drop_address")
-    return jsonify(smtpd.drop_dict(drop, folders.display_path(folder)))
+    return jsonify(drops.as_dict(drop, folders.display_path(folder)))
 
 
 @route("POST", "/folders/{id}/drop-address", summary="Create (or replace) the folder's own "
        "drop address (firm users)", roles=("admin", "staff"), tag="drop",
        responses={200: DROP_SCHEMA})
 def regenerate_folder_drop(user, id):
-    from .. import companies
-
     folder = permissions.folder_for(user, id)
     permissions.require_role(user, "admin", "staff")
     if folder.parent_id is None:
-        drop = companies.regenerate_drop_address(user, folder.company)
+        drop = drops.rotate(user, folder.company)
     else:
-        drop = companies.regenerate_drop_address(user, folder.company, folder)
-    return jsonify(smtpd.drop_dict(drop, folders.display_path(folder)))
+        drop = drops.rotate(user, folder.company, folder)
+    return jsonify(drops.as_dict(drop, folders.display_path(folder)))
 
 
 @route("DELETE", "/folders/{id}/drop-address", summary="Stop the folder's own drop address "
        "(firm users)", roles=("admin", "staff"), tag="drop", responses={204: None})
 def revoke_folder_drop(user, id):
-    from .. import companies
-
     folder = permissions.folder_for(user, id)
     permissions.require_role(user, "admin", "staff")
-    drop = companies.drop_address(folder.company, folder) if folder.parent_id else None
+    drop = drops.active(folder.company, folder) if folder.parent_id else None
     if drop is None:
         raise NotFound("This folder has no drop address of its own.", "no_drop_address")
-    smtpd.revoke_drop_address(user, drop)
+    drops.revoke(user, drop)
     return "", 204
 

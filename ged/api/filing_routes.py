@@ -3,24 +3,16 @@ out of the trash."""
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import jsonify
 
-from .. import filing, folders, permissions
-from . import route
+from .. import downloads, filing, folders, permissions
+from .routing import route
 from .folders_routes import FOLDER_SCHEMA
 
 IDS = {"type": "array", "minItems": 1, "maxItems": filing.MAX_IDS,
        "items": {"type": "string", "maxLength": 64}}
 
 
-def zip_reply(archive: filing.Archive) -> Response:
-    """A ZIP streamed as an attachment (the API and the web pages alike)."""
-    response = Response(archive.chunks(), mimetype="application/zip", direct_passthrough=True)
-    response.headers["Content-Length"] = str(archive.size)
-    response.headers.set("Content-Disposition", "attachment", filename=archive.filename)
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 @route("POST", "/documents/bulk", roles=("admin", "staff"), tag="documents",
@@ -42,14 +34,14 @@ def bulk_documents(user, data):
              "properties": {"ids": IDS}},
        responses={200: None})
 def zip_documents(user, data):
-    return zip_reply(filing.zip_documents(user, data["ids"]))
+    return downloads.zip_response(filing.zip_documents(user, data["ids"]))
 
 
 @route("GET", "/folders/{id}/zip", tag="folders",
        summary="The folder and everything below it the caller may see, as a ZIP streamed",
        responses={200: None})
 def zip_folder(user, id):
-    return zip_reply(filing.zip_folder(user, permissions.folder_for(user, id)))
+    return downloads.zip_response(filing.zip_folder(user, permissions.folder_for(user, id)))
 
 
 @route("POST", "/folders/{id}/restore", roles=("admin", "staff"), tag="folders",

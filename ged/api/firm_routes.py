@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from .. import firm_settings, permissions
-from . import route
+from .routing import route
 
 SETTINGS = {"type": "object",
             "required": ["id", "name", "default_role", "default_company_ids", "require_totp"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from .. import fiscal_years
-from . import route
+from .routing import route
 
 
 @route("POST", "/fiscal-years", roles=("admin",), tag="companies",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request
+from flask import jsonify, request
 
-from .. import documents, folders, permissions, switches
+from .. import documents, downloads, folders, permissions, switches
 from ..errors import Invalid
-from ..models import Document
-from ..storage import stage
-from . import route
+from .routing import reply, route
 
 S = {"type": "string"}
 NULLS = {"type": ["string", "null"]}
@@ -38,12 +36,6 @@ WARNING_SCHEMA = {"type": "object", "required": ["document_id", "name", "code", 
                   "properties": {"document_id": S, "name": S, "code": S, "message": S}}
 
 
-def _created(payload):
-    response = jsonify(payload)
-    response.status_code = 201
-    return response
-
-
 @route("POST", "/folders", summary="Create a folder", tag="folders",
        body={"type": "object", "additionalProperties": False, "required": ["parent_id", "name"],
              "properties": {"parent_id": {"type": "string", "maxLength": 64},
@@ -60,7 +52,7 @@ def create_folder(user, data):
             permissions.require_role(user, "admin", "staff")
     folder = folders.create_folder(user, parent, data["name"],
                                    firm_only=bool(data.get("firm_only")))
-    return _created(folders.folder_dict(folder))
+    return reply(folders.folder_dict(folder), 201)
 
 
 @route("GET", "/folders/{id}", summary="A folder with its children and documents", tag="folders",
@@ -118,22 +110,13 @@ def trash_folder(user, id):
                                        "warnings": {"type": "array", "items": WARNING_SCHEMA}}}})
 def deposit(user, id):
     folder = permissions.folder_for(user, id)
-    cfg = current_app.config["GED"]
     files = request.files.getlist("file")
     if not files:
         raise Invalid('Send the file(s) in a multipart field named "file".', "no_file")
-    uploads = []
-    try:
-        for f in files:
-            uploads.append(documents.Upload(f.filename or "", stage(f.stream, cfg.data_dir,
-                                                                    cfg.max_upload_bytes)))
-    except BaseException:
-        for u in uploads:
-            u.staged.discard()
-        raise
+    uploads = documents.stage_uploads((f.filename or "", f.stream) for f in files)
     docs = documents.deposit(user, folder, uploads, "api")
-    return _created({"items": [documents.document_dict(d, user) for d in docs],
-                     "warnings": documents.warnings_of(docs)})
+    return reply({"items": [documents.document_dict(d, user) for d in docs],
+                  "warnings": documents.warnings_of(docs)}, 201)
 
 
 @route("POST", "/documents/{id}/replace",
@@ -142,13 +125,11 @@ def deposit(user, id):
        tag="documents", multipart=True, responses={201: DOCUMENT_SCHEMA})
 def replace_document(user, id):
     doc = permissions.document_for(user, id)
-    cfg = current_app.config["GED"]
-    files = [f for f in request.files.getlist("file")]
+    files = request.files.getlist("file")
     if len(files) != 1:
         raise Invalid('Send exactly one file in a multipart field named "file".', "one_file")
-    upload = documents.Upload(files[0].filename or "", stage(files[0].stream, cfg.data_dir,
-                                                             cfg.max_upload_bytes))
-    return _created(documents.document_dict(documents.replace(user, doc, upload, "api"), user))
+    (upload,) = documents.stage_uploads([(files[0].filename or "", files[0].stream)])
+    return reply(documents.document_dict(documents.replace(user, doc, upload, "api"), user), 201)
 
 
 @route("GET", "/documents/{id}", summary="A document", tag="documents",
@@ -162,29 +143,7 @@ def get_document(user, id):
        tag="documents", responses={200: None})
 def download(user, id):
     doc = permissions.document_for(user, id, include_trashed=True)
-    return file_response(doc)
-
-
-def file_response(doc: Document, inline: bool = False) -> Response:
-    """Stream a document's bytes with headers that keep a browser from running them."""
-    from urllib.parse import quote
-
-    from .. import runtime
-    from ..storage import iter_blob
-
-    store = runtime.store()
-    response = Response(iter_blob(store, doc.blob_id), mimetype=doc.content_type,
-                        direct_passthrough=True)
-    response.headers["Content-Length"] = str(doc.size)
-    ascii_name = doc.name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    disposition = "inline" if inline else "attachment"
-    response.headers["Content-Disposition"] = (
-        f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(doc.name)}")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["ETag"] = f'"{doc.blob_id}"'
-    return response
+    return downloads.file_response(doc)
 
 
 @route("PATCH", "/documents/{id}", summary="Move or rename a document (firm users)",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from .. import deliveries, forwarding, integrations, permissions, switches
+from .. import deliveries, downloads, integrations, permissions, switches
 from ..errors import Invalid, NotFound, TooLarge, Unauthorized
 from ..models import Company, Connection, Delivery, Document
-from . import PAGE_QUERY, page_params, paginate, route
+from .routing import PAGE_QUERY, page_params, paginate, reply, route
 
 S = {"type": "string"}
 NULLS = {"type": ["string", "null"]}
@@ -46,32 +46,20 @@ PAGE = {"type": "object", "required": ["items", "next_cursor"],
         "properties": {"items": {"type": "array"}, "next_cursor": NULLS}}
 
 
-def _firm_user(user) -> None:
-    """Clients never learn that these objects exist: a 404 that names nothing."""
-    if not permissions.is_firm_user(user):
-        raise NotFound()
-
-
-def _status(payload, status: int):
-    response = jsonify(payload)
-    response.status_code = status
-    return response
-
-
 # --- catalog and integrations -------------------------------------------------------------
 
 
 @route("GET", "/integrations/catalog", summary="The presets a firm can install", roles=FIRM,
        tag="integrations", responses={200: ITEMS})
 def catalog(user):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     return jsonify({"items": integrations.catalog()})
 
 
 @route("GET", "/integrations", summary="The firm's installed integrations", roles=FIRM,
        tag="integrations", responses={200: ITEMS})
 def list_integrations(user):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     return jsonify({"items": [integrations.integration_dict(i)
                               for i in integrations.installed(user.firm_id)]})
 
@@ -85,10 +73,10 @@ def list_integrations(user):
        responses={201: {"type": "object", "required": ["id", "name", "kind"],
                         "properties": {"id": S, "name": S, "kind": S}}})
 def install(user, data):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     integration = integrations.install(user, user.firm, preset=data.get("preset"),
                                        kind=data.get("kind"), name=data["name"])
-    return _status(integrations.integration_dict(integration), 201)
+    return reply(integrations.integration_dict(integration), 201)
 
 
 @route("DELETE", "/integrations/{id}", summary="Remove an integration no company uses (admins)",
@@ -112,7 +100,7 @@ def uninstall(user, id):
                             "options": {"type": "object"}}},
        responses={201: CONNECTION_SCHEMA})
 def create_connection(user, id, data):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     company = permissions.company_for(user, id)
     integration = permissions.integration_for(user, data["integration_id"])
     conn, secret = integrations.connect(user, company, integration, name=data.get("name"),
@@ -121,13 +109,13 @@ def create_connection(user, id, data):
     payload = integrations.connection_dict(conn)
     if secret:
         payload["secret"] = secret  # shown this once
-    return _status(payload, 201)
+    return reply(payload, 201)
 
 
 @route("GET", "/companies/{id}/connections", summary="A company's connections", roles=FIRM,
        tag="connections", responses={200: ITEMS})
 def list_connections(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     company = permissions.company_for(user, id)
     return jsonify({"items": [integrations.connection_dict(c)
                               for c in switches.company_connections(company.id)]})
@@ -136,7 +124,7 @@ def list_connections(user, id):
 @route("GET", "/connections/{id}", summary="A connection", roles=FIRM, tag="connections",
        responses={200: CONNECTION_SCHEMA})
 def get_connection(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     return jsonify(integrations.connection_dict(permissions.connection_for(user, id)))
 
 
@@ -150,7 +138,7 @@ def get_connection(user, id):
                             "paused": {"type": "boolean"}}},
        responses={200: CONNECTION_SCHEMA})
 def update_connection(user, id, data):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     conn = permissions.connection_for(user, id)
     return jsonify(integrations.connection_dict(integrations.update_connection(user, conn, **data)))
 
@@ -158,7 +146,7 @@ def update_connection(user, id, data):
 @route("DELETE", "/connections/{id}", summary="Delete a connection (its deliveries are kept)",
        roles=FIRM, tag="connections", responses={204: None})
 def delete_connection(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     integrations.delete_connection(user, permissions.connection_for(user, id))
     return "", 204
 
@@ -168,7 +156,7 @@ def delete_connection(user, id):
        roles=FIRM, tag="connections",
        responses={200: {"type": "object", "required": ["secret"], "properties": {"secret": S}}})
 def rotate_secret(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     conn = permissions.connection_for(user, id)
     return jsonify({"secret": integrations.rotate_secret(user, conn)})
 
@@ -181,9 +169,9 @@ def rotate_secret(user, id):
                                        "status_code": {"type": "integer"}, "error": S,
                                        "elapsed_ms": {"type": "integer"}}}})
 def test_connection(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     conn = permissions.connection_for(user, id)
-    return jsonify(integrations.test_connection(user, conn))
+    return jsonify(deliveries.test_connection(user, conn))
 
 
 @route("POST", "/connections/{id}/send",
@@ -201,19 +189,18 @@ def test_connection(user, id):
                                        "skipped_document_ids": {"type": "array",
                                                                 "items": S}}}})
 def send_many(user, id, data):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     conn = permissions.connection_for(user, id)
     if bool(data.get("document_ids")) == bool(data.get("folder_id")):
         raise Invalid("Give either document_ids or folder_id.", "invalid_selection")
+    resend = bool(data.get("resend"))
     if data.get("folder_id"):
         folder = permissions.folder_for(user, data["folder_id"])
-        if folder.company_id != conn.company_id:
-            raise NotFound("Folder not found.")
-        docs = forwarding.folder_documents(user, folder)
+        sent = deliveries.send_manual(user, conn, folder=folder, resend=resend)
     else:
         docs = [permissions.document_for(user, d) for d in dict.fromkeys(data["document_ids"])]
-    sent = forwarding.send_manual(user, docs, conn, resend=bool(data.get("resend")))
-    return _status({"items": [deliveries.delivery_dict(d) for d in sent.deliveries],
+        sent = deliveries.send_manual(user, conn, documents=docs, resend=resend)
+    return reply({"items": [deliveries.delivery_dict(d) for d in sent.deliveries],
                     "skipped": len(sent.skipped), "skipped_document_ids": sent.skipped}, 202)
 
 
@@ -227,7 +214,7 @@ def send_many(user, id, data):
              "properties": {"state": {"enum": ["on", "off", "inherit"]}}},
        responses={200: SWITCH_SCHEMA})
 def set_switch(user, id, connection_id, data):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     folder = permissions.folder_for(user, id)
     conn = permissions.connection_for(user, connection_id)
     if conn.company_id != folder.company_id:
@@ -238,7 +225,7 @@ def set_switch(user, id, connection_id, data):
 @route("GET", "/folders/{id}/switches", summary="The folder's switch for each connection",
        roles=FIRM, tag="switches", responses={200: ITEMS})
 def list_switches(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     folder = permissions.folder_for(user, id)
     conns = switches.company_connections(folder.company_id)
     states = switches.effective_switches(folder, conns)
@@ -265,7 +252,7 @@ def _delivery_query():
 @route("GET", "/documents/{id}/deliveries", summary="A document's deliveries", roles=FIRM,
        tag="deliveries", responses={200: ITEMS})
 def document_deliveries(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     doc = permissions.document_for(user, id, include_trashed=True)
     rows = _delivery_query().where(Delivery.document == doc.id).order_by(Delivery.id)
     return jsonify({"items": [_dashboard_item(d) for d in rows]})
@@ -277,20 +264,20 @@ def document_deliveries(user, id):
              "properties": {"connection_id": ID}},
        responses={202: DELIVERY_SCHEMA})
 def send_document(user, id, data):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     doc = permissions.document_for(user, id)
     conn = permissions.connection_for(user, data["connection_id"])
     if conn.company_id != doc.company_id:
         raise NotFound("Connection not found.")
     # One document named by hand: sending it again is what was asked.
-    (delivery,) = forwarding.send_manual(user, [doc], conn, resend=True).deliveries
-    return _status(deliveries.delivery_dict(delivery), 202)
+    (delivery,) = deliveries.send_manual(user, conn, documents=[doc], resend=True).deliveries
+    return reply(deliveries.delivery_dict(delivery), 202)
 
 
 @route("GET", "/deliveries/{id}", summary="A delivery", roles=FIRM, tag="deliveries",
        responses={200: DELIVERY_SCHEMA})
 def get_delivery(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     delivery = permissions.delivery_for(user, id)
     return jsonify(_dashboard_item(_delivery_query().where(Delivery.id == delivery.id).get()))
 
@@ -303,11 +290,9 @@ def get_delivery(user, id):
               "signature": {"type": "string", "description": "as in file_url"}},
        responses={200: None})
 def delivery_file(id):
-    from .folders_routes import file_response
-
-    doc = forwarding.open_file_link(id, request.args.get("expires", ""),
+    doc = deliveries.open_file_link(id, request.args.get("expires", ""),
                                     request.args.get("signature", ""))
-    return file_response(doc)
+    return downloads.file_response(doc)
 
 
 STATUS_FILTER = {"status": {"type": "string", "enum": ["queued", "sending", "sent", "accepted",
@@ -328,7 +313,7 @@ def _status_filter(query):
        roles=FIRM, tag="deliveries", query={**STATUS_FILTER, **PAGE_QUERY},
        responses={200: PAGE})
 def company_deliveries(user, id):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     company = permissions.company_for(user, id)
     limit, cursor = page_params()
     query = _status_filter(_delivery_query().where(Delivery.company == company.id))
@@ -340,7 +325,7 @@ def company_deliveries(user, id):
        roles=FIRM, tag="deliveries",
        query={**STATUS_FILTER, **PAGE_QUERY, "company_id": S}, responses={200: PAGE})
 def all_deliveries(user):
-    _firm_user(user)
+    permissions.require_firm_user(user, hidden=True)
     limit, cursor = page_params()
     if request.args.get("company_id"):
         company_ids = [permissions.company_for(user, request.args["company_id"]).id]
@@ -362,9 +347,9 @@ def delivery_status(id, data):
     if (request.content_length or 0) > MAX_STATUS_BODY:
         raise TooLarge("The status message is too large.", "body_too_large")
     raw = request.get_data(cache=True)  # the JSON parser cached it: the signed bytes
-    delivery, conn, msg_id = forwarding.authenticate_status(id, request.headers, raw)
-    if not forwarding.remember_message(conn, msg_id):
+    delivery, conn, msg_id = deliveries.authenticate_status(id, request.headers, raw)
+    if not deliveries.remember_message(conn, msg_id):
         raise Unauthorized("This webhook-id was already received: a replay is refused.",
                            "replayed_message")
-    delivery = forwarding.record_verdict(delivery, conn, data["status"], data.get("message"))
+    delivery = deliveries.record_verdict(delivery, conn, data["status"], data.get("message"))
     return jsonify({"id": delivery.id, "status": delivery.status})

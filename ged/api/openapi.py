@@ -7,7 +7,7 @@ import re
 from flask import jsonify
 
 from ..documents import MAX_FILES_PER_DEPOSIT
-from . import ERROR_SCHEMA, ROUTES, route
+from .routing import ERROR_SCHEMA, ROUTES, route
 
 ERROR_STATUSES = {400: "Bad input", 401: "Missing or bad token", 403: "Role may not do this",
                   404: "Not found, or not visible to the caller", 409: "Conflict",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from .. import passwords
-from . import route
+from .routing import route
 
 OK = {"type": "object", "properties": {"message": {"type": "string"}}}
 

@@ -8,7 +8,7 @@ from flask import jsonify, request
 
 from .. import search
 from ..errors import Invalid
-from . import ERROR_SCHEMA, page_params, route
+from .routing import ERROR_SCHEMA, page_params, route
 
 S = {"type": "string"}
 SEARCH_SCHEMA = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from .. import totp
-from . import route
+from .routing import route
 
 CODE = {"type": "object", "additionalProperties": False, "required": ["code"],
         "properties": {"code": {"type": "string", "maxLength": 32}}}

@@ -6,31 +6,18 @@ from __future__ import annotations
 
 import time
 
-from flask import (abort, current_app, flash, redirect, render_template, request, session,
-                   url_for)
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
+                   session, url_for)
 from flask_login import current_user, login_required
 
-from .. import passwords, permissions, throttle, totp
+from .. import french, passwords, permissions, throttle, totp
 from ..errors import GedError
 from ..models import User
-from . import ERROR_FR, begin_session, bp, finish_sign_in, french, safe_target
+from .links import safe_target
+from .signing import begin_session, finish_sign_in
 
-for _code, _text in {
-    "invalid_reset_token": "Ce lien n'est pas valide ou a déjà servi : demandez-en un nouveau.",
-    "reset_token_expired": "Ce lien a expiré (il est valable 30 minutes) : demandez-en un "
-                           "nouveau.",
-    "bad_password": "Le mot de passe actuel n'est pas le bon.",
-    "same_password": "Le nouveau mot de passe doit être différent de l'actuel.",
-    "bad_totp": "Ce code n'est pas valide (ou a déjà servi). Saisissez le code affiché "
-                "maintenant par votre application, ou un code de secours.",
-    "totp_required": "Saisissez le code de votre application d'authentification.",
-    "totp_already_on": "La double authentification est déjà activée.",
-    "totp_not_on": "La double authentification n'est pas activée.",
-    "totp_not_started": "Commencez par afficher le QR code.",
-    "totp_policy": "Votre cabinet exige la double authentification : elle ne peut pas être "
-                   "désactivée.",
-}.items():  # an earlier page module's wording wins
-    ERROR_FR.setdefault(_code, _text)
+bp = Blueprint("account", __name__)
+
 
 RESET_SENT = ("Si cette adresse correspond à un compte, un lien pour choisir un nouveau mot "
               "de passe vient d'y être envoyé. Il est valable 30 minutes.")
@@ -52,14 +39,14 @@ def forgot_password():
             return _too_many(exc, "account/forgot.html",
                              "Trop de demandes de lien. Réessayez dans quelques minutes.")
         flash(RESET_SENT, "info")
-        return redirect(url_for("web.login"))
+        return redirect(url_for("web.auth.login"))
     return render_template("account/forgot.html")
 
 
 def _too_many(exc: GedError, template: str, long_wait: str, **context):
     """A page refused by a rate limit: 429, its Retry-After, a French sentence."""
     if exc.status != 429:
-        return render_template(template, error=french(exc), **context), exc.status
+        return render_template(template, error=french.error(exc), **context), exc.status
     wait = getattr(exc, "retry_after", 0)
     error = f"Trop de tentatives. Réessayez dans {wait} secondes." if 0 < wait <= 60 \
         else long_wait
@@ -76,7 +63,7 @@ def reset_password(token):
     try:
         user = passwords.pending(token)
     except GedError as exc:
-        return render_template("error.html", code=400, message=french(exc)), 400
+        return render_template("error.html", code=400, message=french.error(exc)), 400
     error = None
     if request.method == "POST":
         password = request.form.get("password", "")
@@ -86,12 +73,12 @@ def reset_password(token):
             try:
                 passwords.confirm(token, password)
             except GedError as exc:
-                error = french(exc)
+                error = french.error(exc)
             else:
                 session.clear()
                 flash("Votre mot de passe est changé. Connectez-vous avec le nouveau.",
                       "success")
-                return redirect(url_for("web.login"))
+                return redirect(url_for("web.auth.login"))
     return render_template("account/reset.html", user=user, error=error), (400 if error else 200)
 
 
@@ -112,16 +99,16 @@ def change_my_password():
     new = request.form.get("new_password", "")
     if new != request.form.get("confirm", ""):
         flash("Les deux nouveaux mots de passe ne sont pas identiques.", "error")
-        return redirect(url_for("web.my_account"))
+        return redirect(url_for("web.account.my_account"))
     try:
         user = passwords.change(current_user._get_current_object(),
                                 request.form.get("current_password", ""), new)
     except GedError as exc:
-        flash(french(exc), "error")
-        return redirect(url_for("web.my_account"))
+        flash(french.error(exc), "error")
+        return redirect(url_for("web.account.my_account"))
     begin_session(user)
     flash("Mot de passe changé. Vos autres sessions sont fermées.", "success")
-    return redirect(url_for("web.my_account"))
+    return redirect(url_for("web.account.my_account"))
 
 
 @bp.post("/admin/utilisateurs/<user_id>/reinitialisation")
@@ -134,10 +121,10 @@ def admin_send_reset(user_id):
     try:
         passwords.send_by_admin(current_user, user)
     except GedError as exc:
-        flash(f"{user.email} : {french(exc)}", "error")
+        flash(f"{user.email} : {french.error(exc)}", "error")
     else:
         flash(f"Lien de réinitialisation envoyé à {user.email}.", "success")
-    return redirect(url_for("web.admin_users"))
+    return redirect(url_for("web.users.admin_users"))
 
 
 # --- two-factor sign-in ----------------------------------------------------------------------
@@ -158,8 +145,8 @@ def second_factor_redirect(user, next_url: str | None, device: str | None = None
     session["mfa_next"] = next_url or ""
     session["mfa_device"] = device if throttle.device_owner(device) == user.id else None
     if totp.is_enabled(user):
-        return redirect(url_for("web.login_code"))
-    return redirect(url_for("web.login_totp_setup"))
+        return redirect(url_for("web.account.login_code"))
+    return redirect(url_for("web.account.login_totp_setup"))
 
 
 def _pending_user() -> User | None:
@@ -173,7 +160,7 @@ def _pending_user() -> User | None:
 def _finish(user, respond=None, **details):
     """Signed in after the second step: the same end as a password-only sign-in
     (``login.succeeded``, the device cookie); the pending state is cleared."""
-    target = safe_target(session.get("mfa_next"), url_for("web.home"))
+    target = safe_target(session.get("mfa_next"), url_for("web.auth.home"))
     device = session.get("mfa_device")
     return finish_sign_in(user, device, respond or (lambda: redirect(target)), **details)
 
@@ -183,14 +170,14 @@ def login_code():
     user = _pending_user()
     if user is None:
         flash("Reconnectez-vous.", "info")
-        return redirect(url_for("web.login"))
+        return redirect(url_for("web.auth.login"))
     error = None
     if request.method == "POST":
         session["mfa_tries"] = session.get("mfa_tries", 0) + 1
         if session["mfa_tries"] > MAX_CODE_TRIES:
             session.clear()
             flash("Trop de codes erronés : reconnectez-vous.", "error")
-            return redirect(url_for("web.login"))
+            return redirect(url_for("web.auth.login"))
         try:
             kind = totp.check_sign_in(user, request.form.get("code", ""),
                                       ip=request.remote_addr, device=session.get("mfa_device"))
@@ -198,7 +185,7 @@ def login_code():
             if exc.status == 429:
                 return _too_many(exc, "account/code.html",
                                  "Trop de codes erronés. Réessayez dans quelques minutes.")
-            error = french(exc)
+            error = french.error(exc)
         else:
             return _finish(user, second_factor=kind)
     return render_template("account/code.html", error=error), (400 if error else 200)
@@ -210,7 +197,7 @@ def login_totp_setup():
     user = _pending_user()
     if user is None:
         flash("Reconnectez-vous.", "info")
-        return redirect(url_for("web.login"))
+        return redirect(url_for("web.auth.login"))
     return _setup_page(user, forced=True)
 
 
@@ -226,7 +213,7 @@ def _setup_page(user, *, forced: bool):
         try:
             codes = totp.confirm(user, request.form.get("code", ""))
         except GedError as exc:
-            error = french(exc)
+            error = french.error(exc)
         else:
             if forced:
                 return _finish(user, lambda: render_template("account/recovery_codes.html",
@@ -234,8 +221,8 @@ def _setup_page(user, *, forced: bool):
                                second_factor="setup")
             return render_template("account/recovery_codes.html", codes=codes)
     if totp.is_enabled(user):
-        flash(ERROR_FR["totp_already_on"], "info")
-        return redirect(url_for("web.my_account"))
+        flash(french.ERRORS["totp_already_on"], "info")
+        return redirect(url_for("web.account.my_account"))
     secret, uri = totp.start(user) if request.method == "GET" else totp.pending_secret(user)
     return render_template("account/totp_setup.html", secret=secret, qr_svg=totp.qr_svg(uri),
                            forced=forced, error=error), (400 if error else 200)
@@ -248,7 +235,7 @@ def my_totp_off():
         totp.disable(current_user._get_current_object(), request.form.get("code", ""),
                      ip=request.remote_addr)
     except GedError as exc:
-        flash(french(exc), "error")
+        flash(french.error(exc), "error")
     else:
         flash("Double authentification désactivée.", "success")
-    return redirect(url_for("web.my_account"))
+    return redirect(url_for("web.account.my_account"))

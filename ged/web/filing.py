@@ -6,27 +6,20 @@ ged/folders.py)."""
 
 from __future__ import annotations
 
-from flask import flash, g, jsonify, redirect, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, request, url_for
 from flask_login import current_user, login_required
 
-from .. import documents, filing, folders, permissions
+from .. import documents, downloads, filing, folders, french, permissions
 from ..errors import GedError
 from ..models import Company, Document
-from . import ERROR_FR, bp, french
-from ..api.filing_routes import zip_reply
 
-for _code, _text in {
-    "no_document": "Cochez au moins un document.",
-    "folder_required": "Choisissez le dossier de destination.",
-    "other_company": "Un document ne peut être déplacé que dans son entreprise.",
-    "too_many_documents": "Trop de documents à la fois (1 000 au plus).",
-}.items():  # an earlier page module's wording wins
-    ERROR_FR.setdefault(_code, _text)
+bp = Blueprint("filing", __name__)
+
 
 
 @bp.before_app_request
 def _register_folder_extras():
-    if request.endpoint == "web.folder":
+    if request.endpoint == "web.folders.folder":
         g.setdefault("folder_page_extras", []).append(folder_filing)
 
 
@@ -77,16 +70,16 @@ def _report(result: dict, done_text: str) -> None:
 def selection_zip(folder_id):
     permissions.folder_for(current_user, folder_id)
     try:
-        return zip_reply(filing.zip_documents(current_user, _ids()))
+        return downloads.zip_response(filing.zip_documents(current_user, _ids()))
     except GedError as exc:
-        flash(french(exc), "error")
-        return redirect(url_for("web.folder", folder_id=folder_id))
+        flash(french.error(exc), "error")
+        return redirect(url_for("web.folders.folder", folder_id=folder_id))
 
 
 @bp.route("/dossiers/<folder_id>/zip")
 @login_required
 def folder_zip(folder_id):
-    return zip_reply(filing.zip_folder(current_user, permissions.folder_for(current_user,
+    return downloads.zip_response(filing.zip_folder(current_user, permissions.folder_for(current_user,
                                                                            folder_id)))
 
 
@@ -98,12 +91,12 @@ def selection_move(folder_id):
     try:
         result = filing.bulk(current_user, "move", _ids(), request.form.get("folder_id"))
     except GedError as exc:
-        flash(french(exc), "error")
-        return redirect(url_for("web.folder", folder_id=folder_id))
+        flash(french.error(exc), "error")
+        return redirect(url_for("web.folders.folder", folder_id=folder_id))
     if not _ids():
-        flash(ERROR_FR["no_document"], "error")
+        flash(french.ERRORS["no_document"], "error")
     _report(result, "{n} document{s} déplacé{s}.")
-    return redirect(url_for("web.folder", folder_id=folder_id))
+    return redirect(url_for("web.folders.folder", folder_id=folder_id))
 
 
 @bp.post("/dossiers/<folder_id>/selection/corbeille")
@@ -112,10 +105,10 @@ def selection_trash(folder_id):
     permissions.folder_for(current_user, folder_id)
     permissions.require_role(current_user, "admin", "staff")
     if not _ids():
-        flash(ERROR_FR["no_document"], "error")
+        flash(french.ERRORS["no_document"], "error")
     result = filing.bulk(current_user, "trash", _ids())
     _report(result, "{n} document{s} mis à la corbeille.")
-    return redirect(url_for("web.folder", folder_id=folder_id))
+    return redirect(url_for("web.folders.folder", folder_id=folder_id))
 
 
 @bp.post("/entreprises/<company_id>/corbeille/restaurer")
@@ -127,8 +120,8 @@ def trash_restore_selection(company_id):
     permissions.require_role(current_user, "admin", "staff")
     ids = _ids()
     if not ids:
-        flash(ERROR_FR["no_document"], "error")
-        return redirect(url_for("web.company_trash", company_id=company.id))
+        flash(french.ERRORS["no_document"], "error")
+        return redirect(url_for("web.companies.company_trash", company_id=company.id))
     mine = {d.id for d in Document.select(Document.id).where(
         (Document.company == company.id) & Document.id.in_(ids))}
     result = filing.bulk(current_user, "restore", [i for i in ids if i in mine])
@@ -136,7 +129,7 @@ def trash_restore_selection(company_id):
                                               "message": "Document not found."}}
                           for i in ids if i not in mine]
     _report(result, "{n} document{s} restauré{s}.")
-    return redirect(url_for("web.company_trash", company_id=company.id))
+    return redirect(url_for("web.companies.company_trash", company_id=company.id))
 
 
 # --- one document ------------------------------------------------------------------------------
@@ -155,9 +148,9 @@ def document_move(document_id):
         doc = documents.move(current_user, doc, target)
     except GedError as exc:
         if wants_json:
-            return jsonify({"error": {"code": exc.code, "message": french(exc)}}), exc.status
-        flash(french(exc), "error")
-        return redirect(url_for("web.document_page", document_id=document_id))
+            return jsonify({"error": {"code": exc.code, "message": french.error(exc)}}), exc.status
+        flash(french.error(exc), "error")
+        return redirect(url_for("web.documents.document_page", document_id=document_id))
     sends = filing.switched_on_by_folder(target.company_id).get(target.id, [])
     message = f"« {doc.name} » déplacé dans « {target.name} »" + (
         f" ; il est envoyé à {', '.join(sends)}." if sends else ".")
@@ -165,8 +158,8 @@ def document_move(document_id):
         return jsonify({"id": doc.id, "folder_id": target.id, "message": message})
     flash(message, "success")
     back = request.form.get("retour") == "dossier"
-    return redirect(url_for("web.folder", folder_id=origin) if back
-                    else url_for("web.document_page", document_id=doc.id))
+    return redirect(url_for("web.folders.folder", folder_id=origin) if back
+                    else url_for("web.documents.document_page", document_id=doc.id))
 
 
 @bp.post("/documents/<document_id>/renommer")
@@ -177,10 +170,10 @@ def document_rename(document_id):
     try:
         doc = documents.rename(current_user, doc, request.form.get("name", ""))
     except GedError as exc:
-        flash(french(exc), "error")
+        flash(french.error(exc), "error")
     else:
         flash(f"Document renommé « {doc.name} ».", "success")
-    return redirect(url_for("web.document_page", document_id=document_id))
+    return redirect(url_for("web.documents.document_page", document_id=document_id))
 
 
 # --- folders ----------------------------------------------------------------------------------
@@ -194,10 +187,10 @@ def folder_rename(folder_id):
     try:
         folder = folders.rename(current_user, folder, request.form.get("name", ""))
     except GedError as exc:
-        flash(french(exc), "error")
+        flash(french.error(exc), "error")
     else:
         flash(f"Dossier renommé « {folder.name} ».", "success")
-    return redirect(url_for("web.folder", folder_id=folder_id))
+    return redirect(url_for("web.folders.folder", folder_id=folder_id))
 
 
 @bp.post("/dossiers/<folder_id>/deplacer")
@@ -209,10 +202,10 @@ def folder_move(folder_id):
         target = permissions.folder_for(current_user, request.form.get("parent_id", ""))
         folders.move(current_user, folder, target)
     except GedError as exc:
-        flash(french(exc), "error")
+        flash(french.error(exc), "error")
     else:
         flash(f"Dossier « {folder.name} » déplacé dans « {target.name} ».", "success")
-    return redirect(url_for("web.folder", folder_id=folder_id))
+    return redirect(url_for("web.folders.folder", folder_id=folder_id))
 
 
 @bp.post("/dossiers/<folder_id>/corbeille")
@@ -223,10 +216,10 @@ def folder_trash(folder_id):
     try:
         folders.trash(current_user, folder)
     except GedError as exc:
-        flash(french(exc), "error")
-        return redirect(url_for("web.folder", folder_id=folder_id))
+        flash(french.error(exc), "error")
+        return redirect(url_for("web.folders.folder", folder_id=folder_id))
     flash(f"Dossier « {folder.name} » mis à la corbeille avec son contenu.", "success")
-    return redirect(url_for("web.folder", folder_id=folder.parent_id))
+    return redirect(url_for("web.folders.folder", folder_id=folder.parent_id))
 
 
 @bp.post("/dossiers/<folder_id>/restaurer")
@@ -236,7 +229,7 @@ def folder_restore(folder_id):
     try:
         folders.restore(current_user, folder)
     except GedError as exc:
-        flash(french(exc), "error")
-        return redirect(url_for("web.company_trash", company_id=folder.company_id))
+        flash(french.error(exc), "error")
+        return redirect(url_for("web.companies.company_trash", company_id=folder.company_id))
     flash(f"Dossier « {folder.name} » restauré avec son contenu.", "success")
-    return redirect(url_for("web.folder", folder_id=folder.id))
+    return redirect(url_for("web.folders.folder", folder_id=folder.id))

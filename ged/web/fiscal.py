@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import fiscal_years, permissions
+from .. import fiscal_years, french, permissions
 from ..errors import GedError
-from . import ERROR_FR, bp, french
 
-ERROR_FR.setdefault("invalid_year", "L'année doit être comprise entre 1990 et 2100.")
+bp = Blueprint("fiscal", __name__)
+
 
 SKIP_REASONS = {"already_open": "exercice déjà ouvert", "prospect": "prospect",
                 "unknown_company": "entreprise inconnue"}
@@ -33,10 +33,10 @@ def admin_fiscal_year():
         try:
             if request.form.get("action") == "run":
                 task = fiscal_years.start_task(current_user, year)
-                return redirect(url_for("web.admin_fiscal_task", task_id=task.id))
+                return redirect(url_for("web.fiscal.admin_fiscal_task", task_id=task.id))
             preview = fiscal_years.open_year(current_user, year, dry_run=True)
         except GedError as exc:
-            error = french(exc)
+            error = french.error(exc)
     return render_template("fiscal/year.html", year=year, preview=preview, error=error,
                            reasons=SKIP_REASONS, active="fiscal")
 

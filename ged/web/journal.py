@@ -3,10 +3,11 @@ template helpers give it the sentences and the filters' choices."""
 
 from __future__ import annotations
 
-from flask import request
+from flask import Blueprint, request
 
 from .. import journal
-from . import bp
+
+bp = Blueprint("journal", __name__)
 
 
 @bp.app_template_global()

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import render_template, request
+from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
-from .. import folders, permissions, search
+from .. import folders, french, permissions, search
 from ..errors import GedError
-from . import ERROR_FR, bp, french
+from ..models import Company
 
-ERROR_FR.update({
-    "empty_query": "Saisissez au moins un mot à rechercher.",
-    "query_too_long": "La recherche est trop longue.",
-    "prefix_too_short": "Une recherche par début de mot (mot*) demande au moins deux lettres.",
-    "invalid_dates": "La date de début doit précéder la date de fin.",
-    "invalid_date": "Date invalide (format attendu : AAAA-MM-JJ).",
-    "invalid_type": "Type de document inconnu.",
-    "invalid_cursor": "Page de résultats invalide.",
-    "search_unavailable": "La recherche est momentanément indisponible : l'index est en cours "
-                          "de reconstruction. Réessayez dans un instant.",
-})
+bp = Blueprint("search", __name__)
 
 TYPE_LABELS = {"pdf": "PDF", "image": "Images et photos", "text": "Texte et CSV", "xml": "XML",
                "office": "Bureautique", "invoice": "Factures électroniques"}
@@ -50,7 +40,7 @@ def search_page():
         kind = None
     date_from, date_to = _date("du"), _date("au")
     cursor = request.args.get("suite") or None
-    companies = (list(permissions.visible_companies(current_user).order_by(permissions.Company.name))
+    companies = (list(permissions.visible_companies(current_user).order_by(Company.name))
                  if permissions.is_firm_user(current_user) else [])
     folder = folder_label = None
     if folder_id:
@@ -66,7 +56,7 @@ def search_page():
                                   date_from=date_from, date_to=date_to, type=kind,
                                   limit=PAGE_SIZE, cursor=cursor)
         except GedError as exc:
-            error, status = french(exc), exc.status
+            error, status = french.error(exc), exc.status
     names = {c.id: c.name for c in companies}
     if result:
         for item in result["items"]:

@@ -3,13 +3,14 @@ two-factor policy; and a company's name and SIREN corrected from its page."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import companies, firm_settings, permissions
+from .. import companies, firm_settings, french, permissions
 from ..errors import GedError
 from ..models import Company
-from . import bp, french
+
+bp = Blueprint("settings", __name__)
 
 POLICY_LABELS = {"none": "Facultative", "staff": "Obligatoire pour le cabinet (administrateurs "
                  "et collaborateurs)", "all": "Obligatoire pour tous, clients compris"}
@@ -31,10 +32,10 @@ def admin_settings():
                                  default_company_ids=request.form.getlist("default_company_id"),
                                  require_totp=request.form.get("require_totp"))
         except GedError as exc:
-            flash(french(exc), "error")
+            flash(french.error(exc), "error")
         else:
             flash("Réglages enregistrés.", "success")
-        return redirect(url_for("web.admin_settings"))
+        return redirect(url_for("web.settings.admin_settings"))
     rows = list(Company.select().where(Company.firm == current_user.firm_id)
                 .order_by(Company.name))
     return render_template("settings/firm.html", settings=firm_settings.get(current_user.firm_id),
@@ -51,7 +52,7 @@ def admin_company_identity(company_id):
         companies.update_company(current_user, company, name=request.form.get("name"),
                                  siren=request.form.get("siren", ""))
     except GedError as exc:
-        flash(french(exc), "error")
+        flash(french.error(exc), "error")
     else:
         flash("Entreprise mise à jour.", "success")
-    return redirect(url_for("web.admin_company", company_id=company_id))
+    return redirect(url_for("web.companies.admin_company", company_id=company_id))
