@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from . import audit, folders, permissions, queue, switches
+from . import audit, folder_templates, folders, permissions, queue, switches
 from .db import db, is_postgres, transaction
 from .errors import Invalid
 from .models import Company, Firm, Folder, Switch, Task, User, utcnow
@@ -75,9 +75,9 @@ def open_company(actor, company: Company, template: dict, year: int, *,
             if found is None:
                 created += 1
                 if not dry_run:
-                    folder = folders._new_folder(company.id, parent, name,
-                                                 retention_years=node.get("retention_years"),
-                                                 firm_only=bool(node.get("firm_only", False)))
+                    folder = folders.new_folder(company.id, parent, name,
+                                                retention_years=node.get("retention_years"),
+                                                firm_only=bool(node.get("firm_only", False)))
             for child in node.get("children", []):
                 build(child, folder, folder is not None and (found is not None or not dry_run))
 
@@ -148,7 +148,7 @@ def open_year(actor: User, year: int, *, company_ids: list[str] | None = None,
     if not 1990 <= int(year) <= 2100:
         raise Invalid("year must be between 1990 and 2100.", "invalid_year")
     firm = Firm.get_by_id(actor.firm_id)
-    template = folders.firm_template(firm)
+    template = folder_templates.of_firm(firm)
     rows, skipped = _companies(firm.id, company_ids)
     result = {"year": year, "companies": 0, "folders_created": 0, "switches_carried": 0,
               "skipped": skipped, "dry_run": dry_run, "details": []}

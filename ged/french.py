@@ -95,7 +95,6 @@ ERRORS = {
     "title_required": "Donnez un intitulé à la demande.",
     "title_too_long": "L'intitulé dépasse 200 caractères.",
     "invalid_due_date": "La date d'échéance n'est pas valide (JJ/MM/AAAA).",
-    "reason_required": "Indiquez au client pourquoi la demande est rouverte.",
     "request_cancelled": "Cette demande a été annulée.",
     "request_closed": "Seule une demande ouverte peut être relancée.",
     "no_company": "Choisissez au moins une entreprise.",
@@ -132,7 +131,6 @@ ERRORS = {
     "totp_policy": "Votre cabinet exige la double authentification : elle ne peut pas être "
                    "désactivée.",
     # filing pages
-    "no_document": "Cochez au moins un document.",
     "folder_required": "Choisissez le dossier de destination.",
     "other_company": "Un document ne peut être déplacé que dans son entreprise.",
     "too_many_documents": "Trop de documents à la fois (1 000 au plus).",
@@ -149,6 +147,8 @@ WARNINGS = {
 
 # Messages the domain raises with a generic code, by their exact English sentence.
 MESSAGE_FR = {
+    "Say in description why the request is reopened.":
+        "Indiquez au client pourquoi la demande est rouverte.",
     "Folder not found.": "Dossier introuvable, ou vous n'y avez pas accès.",
     "Document not found.": "Document introuvable, ou vous n'y avez pas accès.",
     "Company not found.": "Entreprise introuvable, ou vous n'y avez pas accès.",

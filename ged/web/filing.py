@@ -6,7 +6,7 @@ ged/folders.py)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, jsonify, redirect, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from .. import documents, downloads, filing, folders, french, permissions
@@ -17,13 +17,7 @@ bp = Blueprint("filing", __name__)
 
 
 
-@bp.before_app_request
-def _register_folder_extras():
-    if request.endpoint == "web.folders.folder":
-        g.setdefault("folder_page_extras", []).append(folder_filing)
-
-
-def folder_filing(user, folder, chain) -> dict:
+def folder_context(user, folder, chain) -> dict:
     """The folder page's filing context: where a move into each folder sends (firm)."""
     sends = filing.switched_on_by_folder(folder.company_id) if permissions.is_firm_user(user) \
         else {}
@@ -55,7 +49,7 @@ def _report(result: dict, done_text: str) -> None:
     # Said by reason, never by the ids sent (a form may name ids it cannot see).
     reasons: dict[str, int] = {}
     for item in result["refused"]:
-        text = french(GedError(item["error"]["message"], item["error"]["code"]))
+        text = french.error(GedError(item["error"]["message"], item["error"]["code"]))
         reasons[text] = reasons.get(text, 0) + 1
     for text, count in reasons.items():
         flash(f"{count} document{'s' if count > 1 else ''} non traité{'s' if count > 1 else ''} "

@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 
 from .. import documents, folders, french, permissions
 from ..errors import GedError
-from . import archive, switches
+from . import archive, filing, switches
 
 bp = Blueprint("folders", __name__)
 
@@ -32,6 +32,7 @@ def folder(folder_id):
         max_upload_mb=current_app.config["GED"].max_upload_bytes // (1024 * 1024),
         **switches.folder_context(current_user, current, chain),
         **archive.folder_context(current_user, current, chain),
+        **filing.folder_context(current_user, current, chain),
     )
 
 
