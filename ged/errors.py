@@ -9,6 +9,8 @@ class GedError(Exception):
 
     status = 400
     code = "bad_request"
+    # True when ``message`` is already the French sentence a person should read.
+    in_french = False
 
     def __init__(self, message: str, code: str | None = None, status: int | None = None):
         super().__init__(message)

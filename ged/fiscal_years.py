@@ -14,7 +14,7 @@ import json
 
 from . import audit, folder_templates, folders, permissions, queue, switches
 from .db import db, is_postgres, transaction
-from .errors import Invalid
+from .errors import Invalid, NotFound
 from .models import Company, Firm, Folder, Switch, Task, User, utcnow
 
 KIND = "fiscal_year"
@@ -26,8 +26,8 @@ def _companies(firm_id: str, company_ids: list[str] | None) -> tuple[list[Compan
     if company_ids:
         ids = list(dict.fromkeys(company_ids))
         rows = list(query.where(Company.id.in_(ids)).order_by(Company.name))
-        found = {c.id for c in rows}
-        skipped += [{"company_id": i, "reason": "unknown_company"} for i in ids if i not in found]
+        if len(rows) != len(ids):  # another firm's company, or none: as if it did not exist
+            raise NotFound("Company not found.")
         skipped += [{"company_id": c.id, "name": c.name, "reason": "prospect"}
                     for c in rows if c.status != "client"]
         return [c for c in rows if c.status == "client"], skipped
@@ -216,8 +216,6 @@ def run_task(task_id: str) -> dict:
 
 def task_view(user: User, task_id: str) -> dict:
     """A run's progress and result, for the firm that started it."""
-    from .errors import NotFound
-
     task = Task.get_or_none((Task.id == task_id) & (Task.firm == user.firm_id)
                             & (Task.kind == KIND))
     if task is None:

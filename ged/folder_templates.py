@@ -87,6 +87,7 @@ class TemplateSyntax(Invalid):
     shown as is)."""
 
     code = "template_syntax"
+    in_french = True
 
 
 _MARK = re.compile(r"\s*\[(cabinet|(\d{1,3}) ans?)\]\s*$", re.IGNORECASE)

@@ -176,6 +176,8 @@ def error(exc: GedError) -> str:
     replies, the e-mail drop): by the exact English sentence, then by code; a sentence
     already French is kept; else a French sentence for its HTTP status (the API keeps
     its English messages and codes)."""
+    if exc.in_french:
+        return exc.message
     if exc.message in MESSAGE_FR:
         return MESSAGE_FR[exc.message]
     if exc.code in ERRORS:

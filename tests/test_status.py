@@ -161,6 +161,7 @@ def test_in_a_browser_the_client_reads_the_reason_and_replaces_the_file(
     person.shot("status-01-client-to-replace")
     row.get_by_role("link", name="facture-mars.pdf").click()
     expect(page.locator(".doc-badges .badge")).to_have_text("À remplacer")
+    page.wait_for_load_state()  # its scripts run once the styles are in, as a person waits
     page.locator(".to-replace input[type=file]").set_input_files(files=[{
         "name": "facture-mars-corrigee.pdf", "mimeType": "application/pdf",
         "buffer": text_pdf("Facture mars corrigée")}])
