@@ -30,6 +30,7 @@ from zipstream import ZipStream
 from . import audit, folders, permissions, runtime
 from .blobs import iter_blob, staging_dir
 from .db import transaction
+from .errors import NotFound
 from .models import AuditEvent, Company, Document, Folder, User, utcnow
 
 MANIFEST_FIELDS = ["path", "sha256", "size", "content_type", "deposited_at", "deposited_by",
@@ -79,10 +80,14 @@ class _Names:
         return candidate
 
 
-def build(user: User | None, company: Company, folder: Folder | None = None) -> Export:
+def build(user: User | None, company: Company, folder: Folder | None = None, *,
+          for_client: bool = False) -> Export:
     """Plan the export of ``company`` (or of ``folder`` and below) and record it in
     the audit trail. ``user`` is a firm user (the API) or None (the `ged export`
-    command); trashed folders and documents are left out."""
+    command); trashed folders and documents are left out. ``for_client``: the copy a
+    firm hands to its client, holding only what a client user may see (no firm-only
+    folder, no firm-only event of the audit trail: deliveries, connections, switches,
+    internal notes)."""
     if user is not None:
         permissions.require_role(user, "admin", "staff",
                                  message="Only the firm may export a company's documents.")
@@ -90,6 +95,9 @@ def build(user: User | None, company: Company, folder: Folder | None = None) -> 
     else:
         hidden = [f.path for f in Folder.select(Folder.path).where(
             (Folder.company == company.id) & Folder.trashed_at.is_null(False))]
+    if for_client:
+        hidden += [f.path for f in Folder.select(Folder.path).where(
+            (Folder.company == company.id) & (Folder.firm_only == True))]  # noqa: E712
     top = folder or folders.root_of(company)
     names = _Names()
     for reserved in RESERVED:
@@ -128,7 +136,7 @@ def build(user: User | None, company: Company, folder: Folder | None = None) -> 
     with transaction():
         audit.record(user or "ged export", "company.exported", company, firm=company.firm_id,
                      details={"folder_id": folder.id if folder else None,
-                              "documents": len(docs)})
+                              "documents": len(docs), "for_client": for_client})
     manifest = {
         "company": {"id": company.id, "name": company.name, "siren": company.siren},
         "folder": {"id": top.id, "path": base_path} if folder else None,
@@ -137,7 +145,7 @@ def build(user: User | None, company: Company, folder: Folder | None = None) -> 
     }
     stream.add(json.dumps(manifest, ensure_ascii=False, indent=1).encode(), "manifest.json")
     stream.add(_csv(entries), "manifest.csv")
-    trail, size = _audit_trail(company)
+    trail, size = _audit_trail(company, for_client)
     stream.add(_iter_file(trail), "audit.jsonl", size=size)
     return Export(stream, _filename(company, folder), len(docs), sum(d.size for d in docs),
                   [trail])
@@ -189,11 +197,16 @@ def _cell(value):
     return value
 
 
-def _audit_trail(company: Company):
+def _audit_trail(company: Company, for_client: bool = False):
     """The company's audit events, one JSON object per line, spooled to an
-    anonymous temporary file (so its size is known and memory stays flat)."""
+    anonymous temporary file (so its size is known and memory stays flat). For a
+    client, the firm-only events are left out (each event keeps its hashes: the chain
+    stays checkable against the firm's own copy)."""
     trail = tempfile.TemporaryFile(dir=staging_dir(runtime.config().data_dir))
-    query = AuditEvent.select().where(AuditEvent.company_id == company.id).order_by(AuditEvent.seq)
+    where = AuditEvent.company_id == company.id
+    if for_client:
+        where &= AuditEvent.firm_only == False  # noqa: E712
+    query = AuditEvent.select().where(where).order_by(AuditEvent.seq)
     for event in query.iterator():
         line = audit.to_dict(event)
         line["prev_hash"], line["hash"] = event.prev_hash, event.hash
@@ -211,12 +224,10 @@ def _iter_file(fh, chunk: int = 256 * 1024) -> Iterator[bytes]:
         yield data
 
 
-def zip_response(user: User, company_id: str, folder_id: str | None):
-    """The HTTP reply of an export, for the API and the web page alike: permission
-    checks (firm users of the company; the folder must be the company's), then the
-    ZIP streamed as an attachment."""
-    from flask import Response
-
+def prepare(user: User, company_id: str, folder_id: str | None = None, *,
+            for_client: bool = False) -> Export:
+    """An export asked for over HTTP (the API and the web page alike): firm users of
+    the company; the folder must be the company's."""
     company = permissions.company_for(user, company_id)
     permissions.require_role(user, "admin", "staff",
                              message="Only the firm may export a company's documents.")
@@ -224,16 +235,8 @@ def zip_response(user: User, company_id: str, folder_id: str | None):
     if folder_id:
         folder = permissions.folder_for(user, folder_id)
         if folder.company_id != company.id:
-            from .errors import NotFound
-
             raise NotFound("Folder not found.")
-    result = build(user, company, folder)
-    response = Response(result.chunks(), mimetype="application/zip", direct_passthrough=True)
-    response.headers["Content-Length"] = str(result.size)
-    response.headers.set("Content-Disposition", "attachment", filename=result.filename)
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return build(user, company, folder, for_client=for_client)
 
 
 def _filename(company: Company, folder: Folder | None) -> str:

@@ -256,3 +256,73 @@ def test_relay_failure_is_retried_and_sent_once(app, world, smtp_sink, run_jobs)
     assert Notification.get_by_id(ids[0]).status == "sent"
     assert notifications.send(ids[0]) == "skipped"
     assert len(smtp_sink.to(world.client_a.user.email)) == 1
+
+
+@BOTH
+def test_the_copy_for_the_client_leaves_out_what_only_the_firm_sees(
+        app, client, web, world, tmp_path, ged_cli, webhook_receiver):
+    """« Exporter pour le client » (API ``for_client=true``, the page, ``ged export
+    --for-client``): the client's documents and the events a client may read, but no
+    firm-only folder, no tool, switch or delivery, no internal note; the firm's own
+    export keeps them all."""
+    import json
+    import zipfile
+
+    from ged import documents, folders, integrations, runtime, switches
+    from ged.blobs import stage_bytes
+
+    admin = world.admin.user
+    tool = integrations.install(admin, world.firm, preset="webhook", name="Outil secret")
+    conn, _ = integrations.connect(admin, world.company_a, tool, name="Outil secret",
+                                   url=webhook_receiver.hook())
+    achats = world.folder(world.company_a, "Dossier comptable annuel 2026", "Achats")
+    switches.set_switch(admin, achats, conn, "on")
+    doc = _doc(world, "facture-dupont.pdf")
+    revision = folders.create_folder(world.staff.user, folders.root_of(world.company_a),
+                                     "Révision du cabinet", firm_only=True)
+    cfg = runtime.config()
+    documents.deposit(world.staff.user, revision, [documents.Upload(
+        "feuille-de-travail.pdf", stage_bytes(text_pdf("Feuille de travail"), cfg.data_dir,
+                                              cfg.max_upload_bytes))], "web")
+    h = world.staff.headers
+    url = f"/api/v1/documents/{doc.id}/comments"
+    assert client.post(url, json={"body": NOTE, "internal": True}, headers=h).status_code == 201
+
+    base = f"/api/v1/companies/{world.company_a.id}/export"
+    out = tmp_path / "client.zip"
+    assert ged_cli("export", "--company", world.company_a.id, "--for-client",
+                   out).returncode == 0
+    copies = {
+        "api": client.get(base, query_string={"for_client": "true"}, headers=h).data,
+        "page": web(world.staff).get(f"/entreprises/{world.company_a.id}/export?pour=client")
+        .get_data(),
+        "cli": out.read_bytes(),
+    }
+    firm = client.get(base, headers=h).data
+
+    def opened(data):
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = {name: zf.read(name) for name in zf.namelist()}
+        names = [e["name"] for e in json.loads(members["manifest.json"])["documents"]]
+        trail = [json.loads(line) for line in members["audit.jsonl"].splitlines()]
+        return members, names, trail
+
+    from ged.models import AuditEvent
+
+    firm_only = {e.seq for e in AuditEvent.select().where(
+        (AuditEvent.company_id == world.company_a.id) & (AuditEvent.firm_only == True))}  # noqa: E712
+    _members, names, trail = opened(firm)
+    assert sorted(names) == ["facture-dupont.pdf", "feuille-de-travail.pdf"]
+    assert {"switch.set", "connection.created"} <= {e["action"] for e in trail}
+    for how, data in copies.items():
+        members, names, trail = opened(data)
+        assert names == ["facture-dupont.pdf"], how
+        assert not any(name.startswith("Révision") for name in members), how
+        actions = {e["action"] for e in trail}
+        assert "document.deposited" in actions or "document.created" in actions, (how, actions)
+        assert not actions & {"switch.set", "connection.created", "integration.installed",
+                              "comment.internal"}, (how, actions)
+        assert firm_only and not firm_only & {e["seq"] for e in trail}, how
+        for name, content in members.items():
+            assert b"Outil secret" not in content, (how, name)
+            assert NOTE.encode() not in content, (how, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from .. import archive, documents, drops, export, folders, permissions
+from .. import archive, documents, downloads, drops, export, folders, permissions
 from ..errors import NotFound
 from ..models import Document
 from .routing import PAGE_QUERY, page_params, paginate, route
@@ -22,12 +22,16 @@ HOLD_SCHEMA = {"type": "object", "required": ["id", "legal_hold"],
 
 
 @route("GET", "/companies/{id}/export", summary="The company's documents as a streamed ZIP "
-       "with manifest.json, manifest.csv and audit.jsonl (firm users)",
+       "with manifest.json, manifest.csv and audit.jsonl (firm users); for_client=true: the "
+       "copy for the client, without firm-only folders and firm-only events",
        roles=("admin", "staff"), tag="archive",
-       query={"folder_id": {"type": "string", "description": "only this folder and below"}},
+       query={"folder_id": {"type": "string", "description": "only this folder and below"},
+              "for_client": {"type": "string", "enum": ["true", "false"]}},
        responses={200: None})
 def export_company(user, id):
-    return export.zip_response(user, id, request.args.get("folder_id"))
+    return downloads.zip_response(export.prepare(
+        user, id, request.args.get("folder_id"),
+        for_client=request.args.get("for_client") == "true"))
 
 
 @route("GET", "/companies/{id}/trash", summary="The company's trashed documents (firm users)",

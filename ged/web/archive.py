@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import archive, drops, export, folders, french, permissions
+from .. import archive, downloads, drops, export, folders, french, permissions
 from ..errors import GedError, NotFound
 from ..models import DropAddress, Folder
 
@@ -46,7 +46,9 @@ def _to_archive(company_id: str):
 def company_export(company_id):
     """Download the company (or ``?folder_id=`` and below) as a ZIP, streamed."""
     permissions.require_firm_user(current_user)
-    return export.zip_response(current_user, company_id, request.args.get("folder_id"))
+    return downloads.zip_response(export.prepare(
+        current_user, company_id, request.args.get("folder_id"),
+        for_client=request.args.get("pour") == "client"))
 
 
 @bp.route("/entreprises/<company_id>/archivage")
