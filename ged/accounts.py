@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import re
 import secrets
@@ -11,9 +10,9 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from . import audit, sessions, throttle
+from . import audit, sessions, throttle, tokens
 from .db import transaction
-from .errors import Conflict, Invalid, RateLimited, Unauthorized
+from .errors import Conflict, Invalid, Unauthorized
 from .models import ApiToken, Company, Firm, User, utcnow
 from .names import control_character
 
@@ -197,18 +196,13 @@ def set_password(actor, user: User, password: str) -> None:
 TOKEN_PREFIX = "ged_"
 
 
-def token_digest(token: str) -> str:
-    # Tokens carry 256 random bits, so a plain SHA-256 is enough to store them safely.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def create_token(actor, user: User, name: str, expires_in_days: int | None = None):
     """Create an API token for ``user``; returns (ApiToken, the token shown once)."""
     name = clean_name(name, "token name")
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
     with transaction():
-        token = ApiToken.create(user=user, name=name, token_hash=token_digest(plain),
+        token = ApiToken.create(user=user, name=name, token_hash=tokens.digest(plain),
                                 expires_at=expires)
         audit.record(actor, "token.created", token, firm=user.firm_id, company=user.company_id,
                      details={"name": name, "user_id": user.id})
@@ -226,7 +220,7 @@ def user_for_token(plain: str) -> User:
     if not plain or not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         raise Unauthorized("Missing or malformed bearer token.", "invalid_token")
     token = (ApiToken.select(ApiToken, User).join(User)
-             .where(ApiToken.token_hash == token_digest(plain)).first())
+             .where(ApiToken.token_hash == tokens.digest(plain)).first())
     if token is None:
         raise Unauthorized("Unknown bearer token.", "invalid_token")
     now = utcnow()
@@ -261,12 +255,7 @@ def authenticate(email: str, password: str, ip: str | None, *, max_attempts: int
     attempt = throttle.reserve(email, ip, max_attempts=max_attempts, window=window,
                                device=known_device)
     if not attempt.allowed:
-        error = RateLimited("Too many failed attempts. Try again in a few minutes."
-                            if attempt.retry_after > 60 else
-                            f"Too many attempts. Try again in {attempt.retry_after} s.",
-                            "too_many_attempts")
-        error.retry_after = attempt.retry_after
-        raise error
+        raise attempt.refusal("failed attempts")
     ok = check_password(user, password or "") if user else (_verify_dummy(password) and False)
     if not ok or not user.active:
         attempt.failed()

@@ -40,7 +40,7 @@ def logo_response(firm: Firm) -> Response:
 
 
 def zip_response(archive) -> Response:
-    """A ZIP (``filing.Archive``) streamed as an attachment, at constant memory (the API
+    """A ZIP (an ``export.Export``) streamed as an attachment, at constant memory (the API
     and the web pages alike)."""
     response = Response(archive.chunks(), mimetype="application/zip", direct_passthrough=True)
     response.headers["Content-Length"] = str(archive.size)

@@ -67,5 +67,19 @@ class Unauthorized(GedError):
 
 
 class RateLimited(GedError):
+    """Too many tries; ``retry_after``: seconds until one is allowed again (0: unknown)."""
+
     status = 429
     code = "rate_limited"
+
+    def __init__(self, message: str, code: str | None = None, retry_after: int = 0):
+        super().__init__(message, code)
+        self.retry_after = retry_after
+
+
+class MailFailed(GedError):
+    """What was asked for exists (an invitation, a reset link) but its e-mail could not
+    be handed to the relay."""
+
+    status = 502
+    code = "mail_failed"

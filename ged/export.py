@@ -61,7 +61,7 @@ class Export:
                 closer.close()
 
 
-class _Names:
+class Names:
     """Unique names per archive directory, compared without case."""
 
     def __init__(self):
@@ -99,7 +99,7 @@ def build(user: User | None, company: Company, folder: Folder | None = None, *,
         hidden += [f.path for f in Folder.select(Folder.path).where(
             (Folder.company == company.id) & (Folder.firm_only == True))]  # noqa: E712
     top = folder or folders.root_of(company)
-    names = _Names()
+    names = Names()
     for reserved in RESERVED:
         names.claim("", reserved)
 

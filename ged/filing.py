@@ -10,15 +10,13 @@ the company export is (``zipstream``, no compression, constant memory).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator
 
 from zipstream import ZipStream
 
 from . import audit, documents, folders, permissions, runtime, switches
 from .db import transaction
 from .errors import GedError, Invalid, NotFound
-from .export import _Names
+from .export import Export, Names
 from .models import Company, Document, Folder, Switch, User
 from .blobs import iter_blob
 
@@ -116,23 +114,7 @@ def switched_on_by_folder(company_id: str) -> dict[str, list[str]]:
 # --- ZIP downloads ---------------------------------------------------------------------------
 
 
-@dataclass
-class Archive:
-    """A ZIP ready to stream: iterate ``chunks()`` once; ``size`` is its exact length."""
-
-    stream: ZipStream
-    filename: str
-    documents: int
-
-    @property
-    def size(self) -> int:
-        return len(self.stream)
-
-    def chunks(self) -> Iterator[bytes]:
-        yield from self.stream
-
-
-def zip_documents(user: User, ids: list[str]) -> Archive:
+def zip_documents(user: User, ids: list[str]) -> Export:
     """The documents among ``ids`` the user may see, each under its own name (a clash
     gets " (2)"); an id the user may not see is refused as not found."""
     ids = list(dict.fromkeys(str(i) for i in ids))
@@ -141,22 +123,22 @@ def zip_documents(user: User, ids: list[str]) -> Archive:
     if len(ids) > MAX_IDS:
         raise Invalid(f"At most {MAX_IDS} documents at once.", "too_many_documents")
     docs = [permissions.document_for(user, i) for i in ids]
-    names = _Names()
+    names = Names()
     stream = ZipStream(sized=True)
     store = runtime.store()
     for doc in docs:
         stream.add(iter_blob(store, doc.blob_id), names.claim("", doc.name), size=doc.size)
     _record(user, "documents.zipped", docs[0].company_id, {"documents": len(docs)})
-    return Archive(stream, "documents.zip", len(docs))
+    return Export(stream, "documents.zip", len(docs), sum(d.size for d in docs), [])
 
 
-def zip_folder(user: User, folder: Folder) -> Archive:
+def zip_folder(user: User, folder: Folder) -> Export:
     """The folder and everything below it that the user may see (a client: no folder
     reserved to the firm, nothing trashed), in directories named after the folders."""
     hidden = permissions.hidden_prefixes(user, folder.company_id)
     tree = [f for f in folders.subtree(folder).order_by(Folder.depth, Folder.name, Folder.id)
             if not any(f.path.startswith(p) for p in hidden)]
-    names = _Names()
+    names = Names()
     directory: dict[str, str] = {}
     for f in tree:
         if f.id == folder.id:
@@ -179,7 +161,7 @@ def zip_folder(user: User, folder: Folder) -> Archive:
     _record(user, "folder.zipped", folder.company_id,
             {"folder_id": folder.id, "documents": len(docs)})
     safe = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in folder.name).strip()
-    return Archive(stream, f"{safe or 'dossier'}.zip", len(docs))
+    return Export(stream, f"{safe or 'dossier'}.zip", len(docs), sum(d.size for d in docs), [])
 
 
 def _record(user: User, action: str, company_id: str, details: dict) -> None:

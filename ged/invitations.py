@@ -5,28 +5,16 @@ works once."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from email.message import EmailMessage
 
-from . import accounts, audit, mail, permissions, runtime
+from . import accounts, audit, mail, permissions, runtime, tokens
 from .db import transaction
-from .errors import GedError, Invalid
+from .errors import Invalid, MailFailed
 from .models import ActionToken, User, utcnow
 
 VALID_DAYS = 7
 PURPOSE = "invite"
-
-
-class MailFailed(GedError):
-    """The invitation exists but its e-mail could not be handed to the relay."""
-
-    status = 502
-    code = "mail_failed"
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def link(token: str) -> str:
@@ -49,7 +37,7 @@ def invite(actor, user: User) -> str:
         ActionToken.update(used_at=utcnow()).where(
             (ActionToken.user == user.id) & (ActionToken.purpose == PURPOSE)
             & ActionToken.used_at.is_null()).execute()
-        ActionToken.create(user=user, purpose=PURPOSE, token_hash=_digest(token),
+        ActionToken.create(user=user, purpose=PURPOSE, token_hash=tokens.digest(token),
                            expires_at=utcnow() + dt.timedelta(days=VALID_DAYS))
         audit.record(actor, "user.invited", user, company=user.company_id,
                      details={"email": user.email})
@@ -88,7 +76,7 @@ def _token_row(token: str) -> ActionToken:
     if not token or len(token) > 100:
         raise Invalid("This invitation link is not valid.", "invalid_invitation")
     row = (ActionToken.select(ActionToken, User).join(User)
-           .where((ActionToken.token_hash == _digest(token)) & (ActionToken.purpose == PURPOSE))
+           .where((ActionToken.token_hash == tokens.digest(token)) & (ActionToken.purpose == PURPOSE))
            .first())
     if row is None or row.used_at is not None:
         raise Invalid("This invitation link is not valid or was already used.",

@@ -17,15 +17,14 @@ address is an account's, so a refusal tells nothing either.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import logging
 import secrets
 from email.message import EmailMessage
 
-from . import accounts, audit, permissions, queue, throttle
+from . import accounts, audit, permissions, queue, throttle, tokens
 from .db import transaction
-from .errors import GedError, Invalid, RateLimited
+from .errors import Invalid, MailFailed
 from .models import ActionToken, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -40,17 +39,6 @@ QUIET = dt.timedelta(seconds=60)
 PER_ADDRESS = 5
 WINDOW_SECONDS = 3600
 GATE_SECONDS = 60
-
-
-class MailFailed(GedError):
-    """The link exists but its e-mail could not be handed to the relay."""
-
-    status = 502
-    code = "mail_failed"
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def link(token: str) -> str:
@@ -75,10 +63,7 @@ def request_link(email: str, ip: str | None = None) -> None:
         attempt = None
     if attempt is not None:
         if not attempt.allowed:
-            error = RateLimited("Too many reset requests. Try again later.",
-                                "too_many_attempts")
-            error.retry_after = attempt.retry_after
-            raise error
+            raise attempt.refusal("reset requests")
         attempt.failed()  # every request counts, granted or not
     try:
         queue.schedule_reset_mail(address)
@@ -119,7 +104,7 @@ def _issue_and_mail(actor, user: User, *, requested: bool) -> str:
         ActionToken.update(used_at=utcnow()).where(
             (ActionToken.user == user.id) & (ActionToken.purpose == PURPOSE)
             & ActionToken.used_at.is_null()).execute()
-        ActionToken.create(user=user, purpose=PURPOSE, token_hash=_digest(token),
+        ActionToken.create(user=user, purpose=PURPOSE, token_hash=tokens.digest(token),
                            expires_at=utcnow() + VALID)
         audit.record(actor, "user.password_reset_sent", user, firm=user.firm_id,
                      company=user.company_id, firm_only=True,
@@ -160,11 +145,11 @@ def _token_row(token: str) -> ActionToken:
     if not token or not isinstance(token, str) or len(token) > 100:
         raise Invalid("This reset link is not valid.", "invalid_reset_token")
     row = (ActionToken.select(ActionToken, User).join(User)
-           .where((ActionToken.token_hash == _digest(token)) & (ActionToken.purpose == PURPOSE))
+           .where((ActionToken.token_hash == tokens.digest(token)) & (ActionToken.purpose == PURPOSE))
            .first())
     # Found by its SHA-256 (an index lookup on a digest tells nothing of the token);
     # compared again in constant time.
-    if row is None or not hmac.compare_digest(row.token_hash, _digest(token)) \
+    if row is None or not hmac.compare_digest(row.token_hash, tokens.digest(token)) \
             or row.used_at is not None:
         raise Invalid("This reset link is not valid or was already used.",
                       "invalid_reset_token")

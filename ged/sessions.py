@@ -10,9 +10,9 @@ user, so revocation never depends on Redis being intact.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 
+from . import tokens
 from .db import transaction
 from .models import User, UserSession, utcnow
 
@@ -21,16 +21,11 @@ IDLE = dt.timedelta(hours=12)  # and one unused for this long
 _TOUCH_EVERY = 60  # seconds: last_seen_at is refreshed at most this often
 
 
-def _digest(token: str) -> str:
-    # 256 random bits: a plain SHA-256 is enough to store them safely.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def open_session(user: User) -> str:
     """Start a session for ``user``; returns the token to put in the signed cookie."""
     token = secrets.token_urlsafe(32)
     with transaction():
-        UserSession.create(user=user.id, token_hash=_digest(token))
+        UserSession.create(user=user.id, token_hash=tokens.digest(token))
     return token
 
 
@@ -40,7 +35,7 @@ def user_for(token: str | None, user_id: str | None) -> User | None:
     if not token or not isinstance(token, str) or len(token) > 100:
         return None
     row = (UserSession.select(UserSession, User).join(User)
-           .where(UserSession.token_hash == _digest(token)).first())
+           .where(UserSession.token_hash == tokens.digest(token)).first())
     if row is None or row.revoked_at is not None or row.user_id != user_id:
         return None
     now = utcnow()
@@ -59,7 +54,7 @@ def end_session(token: str | None) -> None:
     if token and isinstance(token, str):
         with transaction():
             UserSession.update(revoked_at=utcnow()).where(
-                (UserSession.token_hash == _digest(token))
+                (UserSession.token_hash == tokens.digest(token))
                 & UserSession.revoked_at.is_null()).execute()
 
 

@@ -25,6 +25,7 @@ import secrets
 from dataclasses import dataclass
 
 from . import fleet
+from .errors import RateLimited
 
 GATE_SECONDS = 2
 ACCOUNT_FACTOR = 10  # failures per account (all addresses) before the delay starts
@@ -82,6 +83,14 @@ class Attempt:
     window: int
     allowed: bool
     retry_after: int = 0
+
+    def refusal(self, what: str) -> RateLimited:
+        """The error for a refused attempt (``what``: "failed attempts", "failed codes",
+        "reset requests"), with when to try again (Retry-After)."""
+        wait = self.retry_after
+        message = (f"Too many {what}. Try again in a few minutes." if wait > 60
+                   else f"Too many {what}. Try again in {wait} s.")
+        return RateLimited(message, "too_many_attempts", retry_after=wait)
 
     def failed(self) -> None:
         """The password was wrong (or the account disabled): the reservation stays."""

@@ -17,16 +17,15 @@ taken by a conditional UPDATE), so a code works once across all processes.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import time
 
 import pyotp
 
-from . import audit, firm_settings, throttle
+from . import audit, firm_settings, throttle, tokens
 from .db import transaction
-from .errors import Conflict, Invalid, RateLimited
+from .errors import Conflict, Invalid
 from .models import RecoveryCode, User, UserTotp, utcnow
 
 STEP = 30
@@ -34,10 +33,6 @@ STEP = 30
 GATE_SECONDS = STEP
 RECOVERY_CODES = 10
 ISSUER = "ged"
-
-
-def _hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def _normalise(code: str | None) -> str:
@@ -122,7 +117,7 @@ def confirm(user, code: str) -> list[str]:
         UserTotp.update(confirmed_at=utcnow()).where(UserTotp.user == user.id).execute()
         RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
         for plain in codes:
-            RecoveryCode.create(user=user.id, code_hash=_hash(_normalise(plain)))
+            RecoveryCode.create(user=user.id, code_hash=tokens.digest(_normalise(plain)))
         audit.record(user, "user.totp_enabled", user, firm=user.firm_id,
                      company=user.company_id, firm_only=True)
     return codes
@@ -136,12 +131,7 @@ def _reserve(user, ip: str | None, device: str | None) -> throttle.Attempt:
                                window=cfg.login_window_seconds, device=device, scope="totp",
                                account_factor=1, gate_seconds=GATE_SECONDS)
     if not attempt.allowed:
-        error = RateLimited("Too many failed codes. Try again in a few minutes."
-                            if attempt.retry_after > 60 else
-                            f"Too many codes. Try again in {attempt.retry_after} s.",
-                            "too_many_attempts")
-        error.retry_after = attempt.retry_after
-        raise error
+        raise attempt.refusal("failed codes")
     return attempt
 
 
@@ -159,7 +149,7 @@ def check_sign_in(user, code: str, *, ip: str | None = None,
             attempt.succeeded()
             return "totp"
         used = RecoveryCode.update(used_at=utcnow()).where(
-            (RecoveryCode.user == user.id) & (RecoveryCode.code_hash == _hash(_normalise(code)))
+            (RecoveryCode.user == user.id) & (RecoveryCode.code_hash == tokens.digest(_normalise(code)))
             & RecoveryCode.used_at.is_null()).execute()
         if used:
             audit.record(user, "user.recovery_code_used", user, firm=user.firm_id,

@@ -42,24 +42,34 @@ def upload(folder_id):
     """Web deposit: one or more files from the form or the drag-and-drop uploader.
     XHR callers get JSON per request; a plain form post is redirected back."""
     current = permissions.folder_for(current_user, folder_id)
+    return answer_deposit(
+        lambda uploads: documents.deposit(current_user, current, uploads, "web"),
+        url_for("web.folders.folder", folder_id=current.id), "{n} document(s) déposé(s).")
+
+
+def answer_deposit(deposit, back: str, done: str):
+    """Every web deposit (a folder's uploader, a request's drop zone): stage the form's
+    files, ``deposit(uploads)``, then answer an XHR in JSON (documents and warnings) or
+    a form post with flashed messages and a redirect to ``back``; ``done`` is the
+    success message, ``{n}`` the number of documents."""
     wants_json = request.accept_mimetypes.best == "application/json"
     try:
         uploads = documents.stage_uploads((f.filename, f.stream)
                                           for f in request.files.getlist("file") if f.filename)
-        docs = documents.deposit(current_user, current, uploads, "web")
+        docs = deposit(uploads)
     except GedError as exc:
         if wants_json:
             return jsonify({"error": {"code": exc.code, "message": french.error(exc)}}), exc.status
         flash(french.error(exc), "error")
-        return redirect(url_for("web.folders.folder", folder_id=current.id))
+        return redirect(back)
     warned = [french.warning(w) for w in documents.warnings_of(docs)]
     if wants_json:
         return jsonify({"items": [{"id": d.id, "name": d.name} for d in docs],
                         "warnings": warned}), 201
-    flash(f"{len(docs)} document(s) déposé(s).", "success")
+    flash(done.format(n=len(docs)), "success")
     for message in warned:
         flash(message, "warning")
-    return redirect(url_for("web.folders.folder", folder_id=current.id))
+    return redirect(back)
 
 
 @bp.post("/dossiers/<folder_id>/sous-dossier")

@@ -9,13 +9,14 @@ reopen with a reason, and move a date.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import document_requests as requests_
 from .. import documents, folders, french, permissions
 from ..errors import GedError, NotFound
 from ..models import Company, DocumentRequest, Folder
+from .folders import answer_deposit
 from .links import return_to
 
 bp = Blueprint("requests", __name__)
@@ -141,20 +142,9 @@ def request_page(request_id):
 def request_deposit(request_id):
     """Deposit against a request (form or the drop zone's XHR, JSON per file)."""
     req = requests_.request_for(current_user, request_id)
-    wants_json = request.accept_mimetypes.best == "application/json"
-    try:
-        uploads = documents.stage_uploads((f.filename, f.stream)
-                                          for f in request.files.getlist("file") if f.filename)
-        docs = requests_.deposit(current_user, req, uploads, "web")
-    except GedError as exc:
-        if wants_json:
-            return jsonify({"error": {"code": exc.code, "message": french.error(exc)}}), exc.status
-        flash(french.error(exc), "error")
-        return redirect(_back(req))
-    if wants_json:
-        return jsonify({"items": [{"id": d.id, "name": d.name} for d in docs]}), 201
-    flash(f"{len(docs)} document(s) déposé(s) : merci, votre cabinet est prévenu.", "success")
-    return redirect(_back(req))
+    return answer_deposit(lambda uploads: requests_.deposit(current_user, req, uploads, "web"),
+                          _back(req), "{n} document(s) déposé(s) : merci, votre cabinet est "
+                          "prévenu.")
 
 
 def _back(req) -> str:
