@@ -14,8 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
 
-from . import (audit, deliveries, filetypes, folders, notification_events, permissions, queue,
-               runtime)
+from . import audit, deliveries, filetypes, folders, permissions, queue, runtime
 from .blobs import Staged, stage
 from .db import transaction
 from .errors import Conflict, Invalid, NotFound
@@ -208,7 +207,10 @@ def after_commit(documents: list[Document], decided: list) -> None:
         deliveries.enqueue(decided)
     except Exception:  # noqa: BLE001 - the deposit is committed; the reconciler will enqueue
         log.exception("could not enqueue work after a deposit; the reconciler will retry")
-    notification_events.documents_deposited(documents)  # who is told (never raises)
+    try:  # who is told: a job (one query per recipient has no place in the upload's reply)
+        queue.schedule_deposit_notices([d.id for d in documents])
+    except Exception:  # noqa: BLE001 - a notice lost is logged; the deposit stands
+        log.exception("could not enqueue the notices of a deposit")
 
 
 def move(actor: User, doc: Document, target: Folder) -> Document:

@@ -13,7 +13,7 @@ import functools
 import logging
 
 from . import (deliveries, document_requests, documents, extraction, fiscal_years,
-               notifications, passwords, queue, runtime, search)
+               notification_events, notifications, passwords, queue, runtime, search)
 from .db import db
 from .models import Blob, Document
 
@@ -128,6 +128,13 @@ def client_work(now_iso: str | None = None) -> dict:
     """Reminders due, daily digests due, notifications to send again; ``now_iso`` is the
     injectable clock of tests (ISO 8601), default now."""
     return _client_work_pass(dt.datetime.fromisoformat(now_iso) if now_iso else None)
+
+
+@_bound
+def notify_deposited(document_ids: list[str]) -> list[str]:
+    """Record (and send) the notices of documents just deposited."""
+    docs = list(Document.select().where(Document.id.in_(document_ids)))
+    return notification_events.documents_deposited(docs)
 
 
 @_bound

@@ -199,6 +199,12 @@ def notification_job_id(notification_id: str) -> str:
     return f"notify-{notification_id}"
 
 
+def schedule_deposit_notices(document_ids: list[str]) -> None:
+    """Tell who follows a company about documents just deposited there."""
+    if document_ids:
+        enqueue("default", "ged.jobs.notify_deposited", document_ids)
+
+
 def schedule_notification(notification_id: str, delay: float = 0.0) -> None:
     """Send one notification e-mail (in ``delay`` seconds: a retry)."""
     enqueue_in(delay, "default", "ged.jobs.send_notification", notification_id,
